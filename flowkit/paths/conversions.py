@@ -1,0 +1,102 @@
+"""Conversions between the four things a network can predict on an affine path.
+
+With ``x_t = a x1 + s x0`` (``a = alpha(t)``, ``s = sigma(t)``, ``x0 ~ N(0, I)``):
+
+- ``"x0"``: the clean data ``x1``. (The name is the diffusion literature's "x0-prediction";
+  in flowkit's own notation the data is ``x1`` and ``x0`` is the noise.)
+- ``"epsilon"``: the noise ``x0``.
+- ``"score"``: ``grad log p_t(x_t) = -epsilon / s``.
+- ``"velocity"``: ``dx_t/dt = a' x1 + s' epsilon``.
+
+Every conversion goes through the pair ``(x1, epsilon)``:
+
+- from velocity, with ``det = a s' - a' s``: ``x1 = (s' x_t - s v) / det``,
+  ``epsilon = (a v - a' x_t) / det``;
+- from epsilon: ``x1 = (x_t - s epsilon) / a``; from score: ``epsilon = -s score``;
+- from x0: ``epsilon = (x_t - a x1) / s``.
+
+Stability near the endpoints. The coefficients are computed in float64 and cast to the
+prediction's dtype. Divisions use clamped denominators: ``a`` and ``s`` are clamped to
+at least ``MIN_SCALE = 1e-6`` and ``det`` (negative on every flowkit path) to at most
+``-MIN_SCALE``. Conversions that are singular by nature (epsilon -> x0 at ``t = 0``,
+where ``a = 0``; x0 -> epsilon or score at ``t = 1``, where ``s = 0`` on rectified,
+VP and cosine paths) therefore return large but finite values there instead of
+inf/NaN; everywhere else they are exact. The rectified path's velocity <-> x0 /
+epsilon conversions have ``det = -1`` and are exact on all of ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from flowkit.paths.affine import broadcast_like
+
+if TYPE_CHECKING:
+    from flowkit.paths.affine import AffinePath
+
+PREDICTIONS = ("velocity", "epsilon", "x0", "score")
+MIN_SCALE = 1e-6
+
+
+def check_prediction(name: str) -> str:
+    """Return ``name`` if it is a known prediction type, else raise naming the choices."""
+    if name not in PREDICTIONS:
+        raise ValueError(f"unknown prediction {name!r}; expected one of {list(PREDICTIONS)}")
+    return name
+
+
+def _coefficients(path: AffinePath, t: Tensor, like: Tensor) -> tuple[Tensor, ...]:
+    coefficients = path.coefficients(t.to(torch.float64))
+    return tuple(broadcast_like(c, like).to(like.dtype) for c in coefficients)
+
+
+def to_data_and_noise(
+    path: AffinePath, pred: Tensor, xt: Tensor, t: Tensor, src: str
+) -> tuple[Tensor, Tensor]:
+    """Turn a ``src`` prediction into ``(x1_hat, epsilon_hat)``, each shaped like ``xt``."""
+    check_prediction(src)
+    a, s, da, ds = _coefficients(path, t, xt)
+    a_safe, s_safe = a.clamp_min(MIN_SCALE), s.clamp_min(MIN_SCALE)
+    if src == "velocity":
+        det = (a * ds - da * s).clamp_max(-MIN_SCALE)
+        return (ds * xt - s * pred) / det, (a * pred - da * xt) / det
+    if src == "x0":
+        return pred, (xt - a * pred) / s_safe
+    eps = pred if src == "epsilon" else -s * pred
+    return (xt - s * eps) / a_safe, eps
+
+
+def from_data_and_noise(
+    path: AffinePath, x1: Tensor, eps: Tensor, xt: Tensor, t: Tensor, dst: str
+) -> Tensor:
+    """Express the pair ``(x1_hat, epsilon_hat)`` as a ``dst`` prediction."""
+    check_prediction(dst)
+    if dst == "x0":
+        return x1
+    if dst == "epsilon":
+        return eps
+    a, s, da, ds = _coefficients(path, t, xt)
+    if dst == "score":
+        return -eps / s.clamp_min(MIN_SCALE)
+    return da * x1 + ds * eps
+
+
+def convert(path: AffinePath, pred: Tensor, xt: Tensor, t: Tensor, src: str, dst: str) -> Tensor:
+    """Convert ``pred`` (a ``src`` prediction at ``(x_t, t)``) into a ``dst`` prediction.
+
+    Args:
+        path: the affine path the prediction lives on.
+        pred: ``(B, *D)`` network output.
+        xt: ``(B, *D)`` the point it was evaluated at.
+        t: ``(B,)`` times.
+        src, dst: one of ``"velocity"``, ``"epsilon"``, ``"x0"`` (data), ``"score"``.
+    """
+    check_prediction(src)
+    check_prediction(dst)
+    if src == dst:
+        return pred
+    x1, eps = to_data_and_noise(path, pred, xt, t, src)
+    return from_data_and_noise(path, x1, eps, xt, t, dst)
