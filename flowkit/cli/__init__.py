@@ -1,0 +1,1 @@
+"""The flowkit command line."""

@@ -1,0 +1,44 @@
+"""The ``flowkit`` command: one sub-command per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from flowkit import __version__
+from flowkit.cli import sample as sample_command
+from flowkit.cli import train as train_command
+
+COMMANDS = {"train": train_command, "sample": sample_command}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flowkit",
+        description="Rectified flow, flow matching and diffusion: train, sample, evaluate.",
+        epilog=(
+            "examples:\n"
+            "  flowkit train configs/digits.yaml --out runs/digits\n"
+            "  flowkit sample runs/digits --nfe 4 --num 64 --out digits.png\n"
+            "run 'flowkit COMMAND --help' for each command's options."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"flowkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS.values():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
+        print(f"flowkit {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,17 @@
+"""Samplers with one signature and honest (counted) NFE."""
+
+from flowkit.solvers.field import VelocityField
+from flowkit.solvers.grids import time_grid
+from flowkit.solvers.noise import sample_seed, seeded_noise
+from flowkit.solvers.ode import ODE_METHODS, sample_ode
+from flowkit.solvers.result import SampleResult
+
+__all__ = [
+    "ODE_METHODS",
+    "SampleResult",
+    "VelocityField",
+    "sample_ode",
+    "sample_seed",
+    "seeded_noise",
+    "time_grid",
+]

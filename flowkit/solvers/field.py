@@ -1,0 +1,48 @@
+"""Wrapping a field for a solver: prediction conversion, conditioning, call counting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor
+
+from flowkit.paths import AffinePath, check_prediction, rectified
+
+
+class VelocityField:
+    """``field(x, t, **cond)`` seen as a velocity ``v(x, t)``, counting its calls.
+
+    ``t`` may be a python float (broadcast to ``(B,)``) or a ``(B,)`` tensor. A field
+    predicting epsilon, x0 or score is turned into a velocity through ``path.convert``.
+
+    Attributes:
+        calls: how many times the underlying field was evaluated.
+    """
+
+    def __init__(
+        self,
+        field: Callable[..., Tensor],
+        path: AffinePath | None = None,
+        prediction: str | None = None,
+        cond: dict | None = None,
+    ) -> None:
+        self.field = field
+        self.path = path or rectified()
+        self.prediction = check_prediction(prediction or getattr(field, "prediction", "velocity"))
+        self.cond = cond or {}
+        self.calls = 0
+
+    def __call__(self, x: Tensor, t: float | Tensor) -> Tensor:
+        t_batch = x.new_full((x.shape[0],), t) if not isinstance(t, Tensor) else t
+        if t_batch.dim() == 0:
+            t_batch = t_batch.expand(x.shape[0])
+        out = self.field(x, t_batch, **self.cond)
+        self.calls += 1
+        if out.shape != x.shape:
+            raise ValueError(
+                f"the field returned shape {tuple(out.shape)} for an input of shape "
+                f"{tuple(x.shape)}; a field must return the shape of x"
+            )
+        if self.prediction != "velocity":
+            out = self.path.convert(out, x, t_batch, self.prediction, "velocity")
+        return out

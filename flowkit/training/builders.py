@@ -1,0 +1,108 @@
+"""Turn config sections into objects: data set, model, objective."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from flowkit.couplings import Independent
+from flowkit.objectives import FlowMatchingLoss, TimeSampler, build_metric
+from flowkit.paths import check_prediction, get_path
+from flowkit.training.config import ConfigError, DataConfig, ModelConfig, RunConfig
+
+MODEL_KINDS = ("mlp", "unet")
+COUPLINGS = {"independent": Independent}
+
+
+def build_data(cfg: DataConfig) -> Dataset:
+    """The training set named by ``data.name`` (see :func:`flowkit.data.build_dataset`)."""
+    from flowkit.data import build_dataset
+
+    return build_dataset(
+        cfg.name,
+        root=cfg.root,
+        num_points=cfg.num_points,
+        seed=cfg.seed,
+        random_flip=cfg.random_flip,
+        image_size=cfg.image_size,
+        channels=cfg.channels,
+    )
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A run directory means its ``model/`` folder; a model folder is itself."""
+    path = Path(path)
+    return path / "model" if (path / "model" / "config.json").is_file() else path
+
+
+def build_model(cfg: ModelConfig, dataset: Dataset) -> nn.Module:
+    """A fresh network shaped for ``dataset``, or the one saved at ``model.init_from``."""
+    from flowkit.models import MLPField, load_model, unet
+
+    check_prediction(cfg.prediction)
+    if cfg.init_from is not None:
+        return load_model(resolve_model_dir(cfg.init_from))
+    num_classes = dataset.num_classes if cfg.class_conditional else None
+    if cfg.class_conditional and num_classes is None:
+        raise ConfigError("model.class_conditional is true but the data set has no labels")
+    shape = tuple(dataset.sample_shape)
+    if cfg.kind == "mlp":
+        if len(shape) != 1:
+            raise ConfigError(
+                f"model.kind='mlp' needs vector data, but samples have shape {shape}; "
+                "use model.kind='unet' for images"
+            )
+        return MLPField(
+            dim=shape[0], num_classes=num_classes, prediction=cfg.prediction, **cfg.kwargs
+        )
+    if cfg.kind == "unet":
+        if len(shape) != 3:
+            raise ConfigError(f"model.kind='unet' needs (C, H, W) images, got samples of {shape}")
+        channels, height, _ = shape
+        return unet(
+            cfg.preset or "small",
+            **{
+                "in_channels": channels,
+                "out_channels": channels,
+                "sample_size": height,
+                "num_classes": num_classes,
+                "prediction": cfg.prediction,
+                **cfg.kwargs,
+            },
+        )
+    raise ConfigError(f"unknown model.kind {cfg.kind!r}; expected one of {list(MODEL_KINDS)}")
+
+
+def build_objective(cfg: RunConfig) -> FlowMatchingLoss:
+    """The flow-matching loss that ``objective.*`` describes."""
+    objective = cfg.objective
+    if objective.coupling not in COUPLINGS:
+        raise ConfigError(
+            f"unknown objective.coupling {objective.coupling!r}; expected one of {list(COUPLINGS)}"
+        )
+    metric_kwargs = dict(objective.metric_kwargs)
+    if objective.metric == "lpips_huber":
+        from flowkit.evaluation.lpips import load_lpips
+
+        metric_kwargs["perceptual"] = load_lpips(
+            net=metric_kwargs.pop("net", "vgg"),
+            backbone_weights=metric_kwargs.pop("backbone_weights", None),
+        )
+    return FlowMatchingLoss(
+        path=get_path(objective.path, **objective.path_kwargs),
+        time_sampler=TimeSampler(objective.time_sampler, **objective.time_sampler_kwargs),
+        metric=build_metric(objective.metric, **metric_kwargs),
+        coupling=COUPLINGS[objective.coupling](),
+        prediction=cfg.model.prediction,
+    )
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def data_dim(dataset: Dataset) -> int:
+    return math.prod(dataset.sample_shape)

@@ -1,0 +1,285 @@
+"""The training loop for one network and a per-sample loss.
+
+Built from parts the other loops (distillation, RL, online reflow) reuse: the config,
+:class:`EMA`, :class:`CheckpointManager`, :class:`MetricsLog`, the batch sources, the
+process group and the snapshot writer. One step is
+
+    loss = mean_i L_i ;  backward ;  clip ||grad|| ;  lr = lr * min(1, (step + 1) / warmup) ;
+    AdamW step ;  EMA update
+
+and a resumed run replays exactly the batches, noise and times an uninterrupted run
+draws: the data position and every random-number-generator state are checkpointed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from flowkit.training.batches import make_batches
+from flowkit.training.builders import build_data, build_model, build_objective, count_parameters
+from flowkit.training.checkpoint import CheckpointManager, decode_rng, encode_rng
+from flowkit.training.config import ConfigError, RunConfig, differing_keys, load_config, save_config
+from flowkit.training.distributed import DistInfo, barrier, init_distributed
+from flowkit.training.ema import EMA
+from flowkit.training.index_stream import IndexStream
+from flowkit.training.metrics_log import MetricsLog
+from flowkit.training.snapshots import write_snapshot
+
+PRECISIONS = ("fp32", "bf16")
+FROZEN_ON_RESUME = ("data", "model", "objective")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped without saving the bad weights."""
+
+
+def warmup_lr(base_lr: float, step: int, warmup_steps: int) -> float:
+    """Linear warm-up over ``warmup_steps`` optimizer steps, then constant."""
+    return base_lr if warmup_steps <= 0 else base_lr * min(1.0, (step + 1) / warmup_steps)
+
+
+class Trainer:
+    """Trains ``config`` into ``run_dir``; ``resume=True`` continues its last checkpoint.
+
+    Writes ``RUN/config.yaml``, ``RUN/metrics.jsonl``, ``RUN/checkpoints/``,
+    ``RUN/samples/*.png`` and, at the end, the EMA model in ``RUN/model/``
+    (``save_pretrained`` format: ``config.json`` + safetensors).
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: str | os.PathLike,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> None:
+        if config.train.precision not in PRECISIONS:
+            raise ConfigError(
+                f"train.precision={config.train.precision!r}; expected one of {list(PRECISIONS)}"
+            )
+        self.config, self.run_dir, self.resume, self.progress = (
+            config,
+            Path(run_dir),
+            resume,
+            progress,
+        )
+        self.dist: DistInfo = init_distributed(config.train.device)
+        self.checkpoints = CheckpointManager(self.run_dir, config.train.keep_checkpoints)
+        self._check_run_dir()
+
+        cfg, device = config, self.dist.device
+        torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+        self.dataset = build_data(cfg.data)
+        self.model = build_model(cfg.model, self.dataset).to(device)
+        self.ema = EMA(self.model, cfg.train.ema_decay)
+        self.objective = build_objective(cfg)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=cfg.optim.lr,
+            betas=cfg.optim.betas,
+            eps=cfg.optim.eps,
+            weight_decay=cfg.optim.weight_decay,
+        )
+        rank_seed = cfg.train.seed * 1_000_003 + self.dist.rank
+        self.noise = torch.Generator(device).manual_seed(rank_seed)
+        stream = IndexStream(
+            len(self.dataset),
+            cfg.optim.batch_size,
+            cfg.train.seed,
+            self.dist.rank,
+            self.dist.world_size,
+        )
+        self.batches = make_batches(self.dataset, stream, device, rank_seed, cfg.data.num_workers)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.step = 0
+        if resume:
+            self._restore()
+        self.forward_model = self._wrap(self.model)
+
+    # -- setup ---------------------------------------------------------------------------
+    def _check_run_dir(self) -> None:
+        saved = self.run_dir / "config.yaml"
+        if not self.resume and self.checkpoints.latest() is not None:
+            raise FileExistsError(
+                f"run directory {str(self.run_dir)!r} already has checkpoints; pass --resume "
+                "to continue it or choose another --out"
+            )
+        if self.resume and saved.is_file():
+            changed = differing_keys(load_config(saved), self.config, FROZEN_ON_RESUME)
+            if changed:
+                raise ConfigError(
+                    f"cannot resume {str(self.run_dir)!r} with a different {', '.join(changed)}; "
+                    "only optim.* and train.* may change on resume"
+                )
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, saved)
+        barrier()
+
+    def _restore(self) -> None:
+        latest = self.checkpoints.latest()
+        if latest is None:
+            return  # nothing saved yet: --resume starts from scratch
+        ckpt = self.checkpoints.load(latest, self.model, self.ema.ema_model, self.optimizer)
+        ranks = ckpt.state["ranks"]
+        if len(ranks) != self.dist.world_size:
+            raise ConfigError(
+                f"checkpoint {str(latest)!r} was written by {len(ranks)} processes; resume it "
+                f"with the same number (now {self.dist.world_size})"
+            )
+        mine = ranks[self.dist.rank]
+        self.noise.set_state(decode_rng(mine["noise"]).to(self.noise.get_state().device))
+        torch.set_rng_state(decode_rng(mine["torch"]))
+        self.batches.load_state(mine["batches"])
+        self.step = ckpt.step
+        if self.dist.is_main:
+            self.metrics.truncate_after(self.step)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if self.dist.enabled:
+            device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        if self.config.train.compile:
+            model = torch.compile(model)
+        return model
+
+    # -- the loop ------------------------------------------------------------------------
+    def _rank_state(self) -> dict:
+        return {
+            "noise": encode_rng(self.noise.get_state()),
+            "torch": encode_rng(torch.get_rng_state()),
+            "batches": self.batches.state(),
+        }
+
+    def save_checkpoint(self) -> None:
+        """Gather every rank's random state and data position; rank 0 writes."""
+        state = self._rank_state()
+        ranks = [state]
+        if self.dist.enabled:
+            ranks = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(ranks, state)
+        if self.dist.is_main:
+            self.checkpoints.save(
+                self.step, self.model, self.ema.ema_model, self.optimizer, {"ranks": ranks}
+            )
+        barrier()
+
+    def _train_step(self, autocast) -> tuple[torch.Tensor, torch.Tensor | None]:
+        cfg = self.config
+        x1, labels = self.batches.next()
+        cond = labels if cfg.model.class_conditional else None
+        with autocast:
+            loss = self.objective(self.forward_model, x1, cond=cond, generator=self.noise).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = None
+        if cfg.optim.grad_clip is not None:
+            grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        lr = warmup_lr(cfg.optim.lr, self.step, cfg.optim.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.ema.update(self.model)
+        return loss.detach(), grad_norm
+
+    def _check_finite(self, loss_sum: torch.Tensor, since: int) -> None:
+        if not bool(torch.isfinite(loss_sum)):
+            latest = self.checkpoints.latest()
+            kept = (
+                f"the last good checkpoint is {str(latest)!r}"
+                if latest
+                else "no checkpoint was saved"
+            )
+            raise NonFiniteLossError(
+                f"the loss became NaN or infinite between step {since + 1} and step {self.step}; "
+                f"the run stopped and {kept}. Lower optim.lr, set optim.grad_clip, "
+                "or check the data."
+            )
+
+    def fit(self) -> Path:
+        """Train to ``train.steps``; return the folder of the saved EMA model."""
+        cfg = self.config.train
+        use_cuda = self.dist.device.type == "cuda"
+        autocast = (
+            torch.autocast(self.dist.device.type, dtype=torch.bfloat16)
+            if cfg.precision == "bf16"
+            else nullcontext()
+        )
+        if use_cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (self.progress and self.dist.is_main),
+            desc=f"train {count_parameters(self.model) / 1e6:.2f}M params",
+        )
+        self.model.train()
+        loss_sum, grad_norm, last_check, tic = (
+            torch.zeros((), device=self.dist.device),
+            None,
+            self.step,
+            time.perf_counter(),
+        )
+        while self.step < cfg.steps:
+            loss, grad_norm = self._train_step(autocast)
+            loss_sum += loss
+            self.step += 1
+            bar.update(1)
+            at_log = self.step % cfg.log_every == 0 or self.step == cfg.steps
+            at_ckpt = self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
+            if at_log or at_ckpt:
+                self._check_finite(loss_sum, last_check)
+            if at_log:
+                elapsed = time.perf_counter() - tic
+                record = {
+                    "step": self.step,
+                    "loss": float(loss_sum) / (self.step - last_check),
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "grad_norm": None if grad_norm is None else float(grad_norm),
+                    "steps_per_s": (self.step - last_check) / max(elapsed, 1e-9),
+                }
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                if self.dist.is_main:
+                    self.metrics.write(record)
+                loss_sum.zero_()
+                last_check, tic = self.step, time.perf_counter()
+            if at_ckpt:
+                self.save_checkpoint()
+            if cfg.sample_every and self.step % cfg.sample_every == 0 and self.dist.is_main:
+                self.snapshot(f"step-{self.step:08d}.png")
+        bar.close()
+        if self.dist.is_main:
+            self.snapshot("final.png")
+            self._save_model()
+        barrier()
+        return self.run_dir / "model"
+
+    # -- outputs -------------------------------------------------------------------------
+    def snapshot(self, name: str) -> Path | None:
+        """Samples of the EMA model from fixed noise, as a PNG grid or scatter plot."""
+        return write_snapshot(
+            self.ema.ema_model,
+            self.dataset,
+            self.config,
+            self.run_dir / "samples" / name,
+            self.objective.path,
+        )
+
+    def _save_model(self) -> None:
+        final = self.run_dir / "model"
+        tmp = self.run_dir / ".tmp-model"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.ema.ema_model.save_pretrained(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
