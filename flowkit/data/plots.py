@@ -1,0 +1,112 @@
+"""PNG previews of samples with PIL and numpy only: image grids and 2-D scatter plots.
+
+Both functions write atomically (to ``path + '.tmp'`` in the same folder, then
+``os.replace``), create missing parent folders and return the path written.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+__all__ = ["save_image_grid", "save_scatter"]
+
+_MIN_TILE = 64
+_PAD = 2
+_PAD_VALUE = 128
+_CANVAS = 512
+_POINT_COLOR = (31, 119, 180)
+_REFERENCE_COLOR = (200, 200, 200)
+_FRAME_COLOR = (170, 170, 170)
+
+
+def _write_atomic(image: Image.Image, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the image format of {str(path)!r} from its extension")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        image.save(tmp, format=fmt)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def save_image_grid(x: Tensor, path: str | os.PathLike, nrow: int | None = None) -> Path:
+    """Save images ``x`` of shape ``(B, C, H, W)``, ``C`` in {1, 3}, values in ``[-1, 1]``.
+
+    Tiles are upscaled by the integer factor ``ceil(64 / max(H, W))`` with nearest
+    neighbour (8x8 digits become 64x64) and separated by 2 grey pixels.
+
+    Args:
+        nrow: images per row; ``ceil(sqrt(B))`` when None.
+    """
+    if x.ndim != 4 or x.shape[1] not in (1, 3) or x.shape[0] == 0:
+        raise ValueError(
+            f"x must have shape (B, C, H, W) with B >= 1 and C in (1, 3), got {tuple(x.shape)}"
+        )
+    b, c, h, w = x.shape
+    ncol = nrow if nrow is not None else math.ceil(math.sqrt(b))
+    if ncol < 1:
+        raise ValueError(f"nrow must be >= 1, got {nrow}")
+    nrows = math.ceil(b / ncol)
+    scale = max(1, math.ceil(_MIN_TILE / max(h, w)))
+    tiles = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    tiles = tiles.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3).numpy()
+    th, tw = h * scale, w * scale
+    grid = np.full(
+        (_PAD + nrows * (th + _PAD), _PAD + ncol * (tw + _PAD), c), _PAD_VALUE, dtype=np.uint8
+    )
+    for k in range(b):
+        top, left = _PAD + (k // ncol) * (th + _PAD), _PAD + (k % ncol) * (tw + _PAD)
+        grid[top : top + th, left : left + tw] = tiles[k].transpose(1, 2, 0)
+    return _write_atomic(Image.fromarray(grid[..., 0] if c == 1 else grid), path)
+
+
+def _stamp(canvas: np.ndarray, points: np.ndarray, lim: float, color: tuple[int, int, int]) -> None:
+    """Draw ``points`` (N, 2) as 2x2-pixel dots; ``[-lim, lim]^2`` maps onto the canvas, y up."""
+    size = canvas.shape[0]
+    col = np.floor((points[:, 0] + lim) / (2 * lim) * (size - 1)).astype(np.int64)
+    row = np.floor((lim - points[:, 1]) / (2 * lim) * (size - 1)).astype(np.int64)
+    for dr in (0, 1):
+        for dc in (0, 1):
+            r, cc = row + dr, col + dc
+            keep = (r >= 0) & (r < size) & (cc >= 0) & (cc < size)
+            canvas[r[keep], cc[keep]] = color
+
+
+def save_scatter(
+    points: Tensor,
+    path: str | os.PathLike,
+    reference: Tensor | None = None,
+    lim: float = 1.6,
+) -> Path:
+    """Save a scatter plot of ``points`` ``(N, 2)`` on a white 512x512 canvas.
+
+    The canvas spans ``[-lim, lim]^2`` inside a light frame; points outside are dropped.
+    ``reference`` ``(M, 2)`` (for example data samples) is drawn in light grey beneath.
+    Non-finite points are skipped.
+    """
+    if lim <= 0:
+        raise ValueError(f"lim must be > 0, got {lim}")
+    canvas = np.full((_CANVAS, _CANVAS, 3), 255, dtype=np.uint8)
+    layers = (("reference", reference, _REFERENCE_COLOR), ("points", points, _POINT_COLOR))
+    for name, pts, color in layers:
+        if pts is None:
+            continue
+        if pts.ndim != 2 or pts.shape[1] != 2:
+            raise ValueError(f"{name} must have shape (N, 2), got {tuple(pts.shape)}")
+        array = pts.detach().double().cpu().numpy()
+        _stamp(canvas, array[np.isfinite(array).all(axis=1)], lim, color)
+    canvas[[0, -1], :] = _FRAME_COLOR
+    canvas[:, [0, -1]] = _FRAME_COLOR
+    return _write_atomic(Image.fromarray(canvas), path)
