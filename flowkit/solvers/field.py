@@ -13,7 +13,8 @@ class VelocityField:
     """``field(x, t, **cond)`` seen as a velocity ``v(x, t)``, counting its calls.
 
     ``t`` may be a python float (broadcast to ``(B,)``) or a ``(B,)`` tensor. A field
-    predicting epsilon, x0 or score is turned into a velocity through ``path.convert``.
+    predicting epsilon, x0 or score is turned into a velocity through ``path.convert``;
+    :meth:`predict` returns any other prediction types from the same single evaluation.
 
     Attributes:
         calls: how many times the underlying field was evaluated.
@@ -32,10 +33,15 @@ class VelocityField:
         self.cond = cond or {}
         self.calls = 0
 
-    def __call__(self, x: Tensor, t: float | Tensor) -> Tensor:
-        t_batch = x.new_full((x.shape[0],), t) if not isinstance(t, Tensor) else t
-        if t_batch.dim() == 0:
-            t_batch = t_batch.expand(x.shape[0])
+    def times(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """``t`` as a ``(B,)`` tensor on ``x``'s device and dtype."""
+        if not isinstance(t, Tensor):
+            return x.new_full((x.shape[0],), t)
+        return t.expand(x.shape[0]) if t.dim() == 0 else t
+
+    def predict(self, x: Tensor, t: float | Tensor, *targets: str) -> tuple[Tensor, ...]:
+        """One field evaluation, returned as each of ``targets`` (prediction types)."""
+        t_batch = self.times(x, t)
         out = self.field(x, t_batch, **self.cond)
         self.calls += 1
         if out.shape != x.shape:
@@ -43,6 +49,12 @@ class VelocityField:
                 f"the field returned shape {tuple(out.shape)} for an input of shape "
                 f"{tuple(x.shape)}; a field must return the shape of x"
             )
-        if self.prediction != "velocity":
-            out = self.path.convert(out, x, t_batch, self.prediction, "velocity")
-        return out
+        return tuple(
+            out
+            if target == self.prediction
+            else self.path.convert(out, x, t_batch, self.prediction, target)
+            for target in targets
+        )
+
+    def __call__(self, x: Tensor, t: float | Tensor) -> Tensor:
+        return self.predict(x, t, "velocity")[0]

@@ -1,32 +1,122 @@
-"""Time grids from ``t0`` (noise side) to ``t1`` (data side)."""
+"""Time grids from ``t0`` (noise side) to ``t1`` (data side).
+
+Every grid is a float64 tensor of ``steps + 1`` increasing times that starts exactly at
+``t0`` and ends exactly at ``t1``. Named grids are warps ``u -> w(u)`` of the uniform
+grid on ``[0, 1]`` mapped onto ``[t0, t1]``, except ``"edm"``, which is uniform in
+``sigma^(1/rho)`` of the path's EDM noise level.
+
+- ``"uniform"``: equal steps.
+- ``"edm"`` (Karras et al. 2022, options ``rho=7``, ``sigma_min=0.002``,
+  ``sigma_max=80``): EDM noise levels ``sigma_i = (smax^(1/rho) + i/(N-1)
+  (smin^(1/rho) - smax^(1/rho)))^rho`` for ``i < N`` and ``sigma_N = 0``, where the
+  EDM noise level of ``x_t = alpha x1 + sigma x0`` is ``sigma / alpha``, mapped back to
+  ``t`` by bisection on the path (rectified: ``t = 1 / (1 + sigma)``). The first time is
+  then replaced by ``t0`` and the last by ``t1``, so the grid ends at the endpoints.
+- ``"shifted"`` (Stable Diffusion 3, option ``shift=3``): with ``s = 1 - u``,
+  ``s' = shift s / (1 + (shift - 1) s)``; ``shift > 1`` spends more steps near the noise.
+- ``"cosine"``: ``w(u) = (1 - cos(pi u)) / 2``, dense at both ends.
+- a user list of increasing times (then ``steps``, ``t0`` and ``t1`` are read from it).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from flowkit.paths import AffinePath, rectified
+
+GRIDS = ("uniform", "edm", "shifted", "cosine")
+
+
+def _edm_noise_level(path: AffinePath, t: Tensor) -> Tensor:
+    alpha, sigma, _, _ = path.coefficients(t)
+    return sigma / alpha.clamp_min(1e-300)
+
+
+def time_of_noise_level(path: AffinePath, levels: Tensor, t0: float, t1: float) -> Tensor:
+    """Invert the decreasing map ``t -> sigma(t) / alpha(t)`` on ``[t0, t1]`` by bisection."""
+    lo = torch.full_like(levels, t0)
+    hi = torch.full_like(levels, t1)
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        too_noisy = _edm_noise_level(path, mid) > levels
+        lo = torch.where(too_noisy, mid, lo)
+        hi = torch.where(too_noisy, hi, mid)
+    return (lo + hi) / 2
+
+
+def _edm_grid(
+    path: AffinePath,
+    steps: int,
+    t0: float,
+    t1: float,
+    rho: float = 7.0,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+) -> Tensor:
+    if steps == 1:
+        return torch.tensor([t0, t1], dtype=torch.float64)
+    i = torch.arange(steps, dtype=torch.float64)
+    levels = (
+        sigma_max ** (1 / rho) + i / (steps - 1) * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))
+    ) ** rho
+    times = torch.cat([time_of_noise_level(path, levels, t0, t1), torch.tensor([t1])])
+    times[0] = t0
+    return times
+
+
+def _warp(grid: str, u: Tensor, shift: float = 3.0) -> Tensor:
+    if grid == "uniform":
+        return u
+    if grid == "cosine":
+        return (1 - torch.cos(math.pi * u)) / 2
+    s = 1 - u
+    return 1 - shift * s / (1 + (shift - 1) * s)
+
 
 def time_grid(
-    grid: str | Sequence[float] | Tensor, steps: int, t0: float = 0.0, t1: float = 1.0
+    grid: str | Sequence[float] | Tensor,
+    steps: int,
+    t0: float = 0.0,
+    t1: float = 1.0,
+    path: AffinePath | None = None,
+    **options: float,
 ) -> Tensor:
-    """A float64 ``(steps + 1,)`` grid that starts at ``t0`` and ends exactly at ``t1``.
+    """A float64 ``(steps + 1,)`` grid from exactly ``t0`` to exactly ``t1``.
 
     Args:
-        grid: ``"uniform"``, or an explicit increasing sequence of times (then ``steps``,
-            ``t0`` and ``t1`` are read from it).
+        grid: ``"uniform"``, ``"edm"``, ``"shifted"``, ``"cosine"``, or an explicit
+            increasing sequence of times.
         steps: the number of intervals.
+        path: the path whose EDM noise levels the ``"edm"`` grid follows (rectified by
+            default).
+        options: the grid's parameters (``rho``, ``sigma_min``, ``sigma_max``; ``shift``).
     """
-    if isinstance(grid, str):
-        if grid != "uniform":
-            raise ValueError(f"unknown grid {grid!r}; expected 'uniform' or a list of times")
-        if steps < 1:
-            raise ValueError(f"a grid needs at least 1 step, got steps={steps}")
-        times = torch.linspace(t0, t1, steps + 1, dtype=torch.float64)
-        times[-1] = t1
+    if not isinstance(grid, str):
+        times = torch.as_tensor(grid, dtype=torch.float64).flatten()
+        if times.numel() < 2 or not bool((times[1:] > times[:-1]).all()):
+            raise ValueError(f"a user grid must be increasing with at least 2 times, got {grid!r}")
         return times
-    times = torch.as_tensor(grid, dtype=torch.float64).flatten()
-    if times.numel() < 2 or not bool((times[1:] > times[:-1]).all()):
-        raise ValueError(f"a user grid must be increasing with at least 2 times, got {grid!r}")
+    if grid not in GRIDS:
+        raise ValueError(f"unknown grid {grid!r}; expected one of {list(GRIDS)} or a list of times")
+    if steps < 1:
+        raise ValueError(f"a grid needs at least 1 step, got steps={steps}")
+    allowed = {"edm": {"rho", "sigma_min", "sigma_max"}, "shifted": {"shift"}}.get(grid, set())
+    unknown = set(options) - allowed
+    if unknown:
+        raise ValueError(f"grid {grid!r} takes options {sorted(allowed)}, got {sorted(unknown)}")
+    if grid == "edm":
+        times = _edm_grid(path or rectified(), steps, t0, t1, **options)
+    else:
+        u = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
+        times = t0 + (t1 - t0) * _warp(grid, u, **options)
+    times[0], times[-1] = t0, t1
+    if not bool((times[1:] > times[:-1]).all()):
+        raise ValueError(
+            f"grid {grid!r} with {steps} steps on [{t0}, {t1}] is not strictly increasing "
+            f"(options {options}); use fewer steps or other options"
+        )
     return times

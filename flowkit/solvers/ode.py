@@ -1,9 +1,10 @@
 """ODE samplers ``dx/dt = v(x, t)`` from ``t0`` (noise) to ``t1`` (data).
 
 Fixed-step methods spend a budget of ``nfe`` field evaluations: a method with ``k``
-evaluations per step takes ``nfe // k`` steps (Euler k=1, midpoint and Heun k=2, RK4
-k=4). The adaptive ``dopri5`` (torchdiffeq) takes ``rtol`` / ``atol`` instead. In both
-cases ``SampleResult.nfe`` is the number of calls the field actually received.
+evaluations per step takes ``nfe // k`` steps (Euler, DPM-Solver++ (2M) and new Euler
+k=1, midpoint and Heun k=2, RK4 k=4). The adaptive ``dopri5`` (torchdiffeq) takes
+``rtol`` / ``atol`` instead. In both cases ``SampleResult.nfe`` is the number of calls
+the field actually received.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor
 
 from flowkit.paths import AffinePath
+from flowkit.solvers.data_prediction import run_dpm_solver_pp, run_new_euler
 from flowkit.solvers.field import VelocityField
 from flowkit.solvers.grids import time_grid
 from flowkit.solvers.result import SampleResult
@@ -50,14 +52,32 @@ def rk4_step(v: VelocityField, x: Tensor, t: float, t_next: float) -> Tensor:
     return x + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
-FIXED_STEP_METHODS: dict[str, tuple[Step, int]] = {
+SINGLE_STEP_METHODS: dict[str, tuple[Step, int]] = {
     "euler": (euler_step, 1),
     "midpoint": (midpoint_step, 2),
     "heun": (heun_step, 2),
     "rk4": (rk4_step, 4),
 }
+DATA_PREDICTION_METHODS = ("dpm_solver_pp", "new_euler")
 ADAPTIVE_METHODS = ("dopri5", "bosh3", "adaptive_heun", "dopri8")
-ODE_METHODS = tuple(FIXED_STEP_METHODS) + ADAPTIVE_METHODS
+ODE_METHODS = tuple(SINGLE_STEP_METHODS) + DATA_PREDICTION_METHODS + ADAPTIVE_METHODS
+
+
+def evals_per_step(method: str) -> int:
+    """Field evaluations one step of a fixed-step method costs."""
+    return SINGLE_STEP_METHODS[method][1] if method in SINGLE_STEP_METHODS else 1
+
+
+def steps_for_budget(method: str, nfe: int | None, final_euler: bool = False) -> int:
+    """How many steps a budget of ``nfe`` evaluations buys (Heun with ``final_euler``
+    saves one evaluation on its last step: ``k`` steps cost ``2k - 1``)."""
+    k = evals_per_step(method)
+    if nfe is None or nfe < 1 or nfe < k - (1 if final_euler else 0):
+        raise ValueError(
+            f"method {method!r} needs nfe >= {k - (1 if final_euler else 0)} (it makes {k} "
+            f"evaluations per step), got nfe={nfe}"
+        )
+    return (nfe + 1) // 2 if final_euler else nfe // k
 
 
 def _integrate_adaptive(
@@ -70,6 +90,23 @@ def _integrate_adaptive(
 
     times = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
     return torchdiffeq.odeint(rhs, x, times, method=method, rtol=rtol, atol=atol)[-1]
+
+
+def _run_single_step(
+    v: VelocityField,
+    x: Tensor,
+    times: list[float],
+    method: str,
+    trajectory: list[Tensor] | None,
+    final_euler: bool,
+) -> Tensor:
+    step = SINGLE_STEP_METHODS[method][0]
+    last = len(times) - 2
+    for i, (t, t_next) in enumerate(zip(times[:-1], times[1:], strict=True)):
+        x = euler_step(v, x, t, t_next) if final_euler and i == last else step(v, x, t, t_next)
+        if trajectory is not None:
+            trajectory.append(x)
+    return x
 
 
 def sample_ode(
@@ -85,6 +122,8 @@ def sample_ode(
     t1: float | None = None,
     rtol: float = 1e-5,
     atol: float = 1e-5,
+    grid_options: dict | None = None,
+    final_euler: bool = False,
     return_trajectory: bool = False,
     cond: dict | None = None,
 ) -> SampleResult:
@@ -94,12 +133,17 @@ def sample_ode(
         field: ``field(x, t, **cond)`` with ``t`` of shape ``(B,)``.
         x: ``(B, *D)`` the initial state (noise, scaled by ``path.prior_std`` for VE).
         nfe: the evaluation budget of a fixed-step method (ignored by adaptive ones).
-        method: ``euler``, ``midpoint``, ``heun``, ``rk4``, or an adaptive torchdiffeq
-            method (``dopri5``, ``bosh3``, ``adaptive_heun``, ``dopri8``).
-        grid: ``"uniform"`` or an explicit list of times (then ``nfe`` may be omitted).
-        path, prediction: how to read the field's output as a velocity (defaults: the
-            rectified path and ``field.prediction`` or ``"velocity"``).
+        method: ``euler``, ``midpoint``, ``heun``, ``rk4``; ``dpm_solver_pp`` (2M) and
+            ``new_euler`` (2-RF++), which step with the data prediction; or an adaptive
+            torchdiffeq method (``dopri5``, ``bosh3``, ``adaptive_heun``, ``dopri8``).
+        grid: ``"uniform"``, ``"edm"``, ``"shifted"``, ``"cosine"`` (see
+            :mod:`flowkit.solvers.grids`, options in ``grid_options``) or a list of times
+            (then ``nfe`` may be omitted).
+        path, prediction: how to read the field's output (defaults: the rectified path and
+            ``field.prediction`` or ``"velocity"``).
         t1: the final time (defaults to ``path.t_max``: 1 on the rectified path).
+        final_euler: Heun only: take the last step with Euler, as EDM does (the corrector
+            evaluation at the data end adds little); ``k`` steps then cost ``2k - 1``.
         return_trajectory: keep the state at every grid time (fixed-step methods).
         cond: keyword arguments passed to every field call (e.g. ``class_labels``).
     """
@@ -109,24 +153,23 @@ def sample_ode(
         with torch.no_grad():
             out = _integrate_adaptive(velocity, x, t0, t1, method, rtol, atol)
         return SampleResult(x=out, nfe=velocity.calls, times=torch.tensor([t0, t1]))
-    if method not in FIXED_STEP_METHODS:
+    if method not in ODE_METHODS:
         raise ValueError(f"unknown ODE method {method!r}; expected one of {list(ODE_METHODS)}")
-    step, evals_per_step = FIXED_STEP_METHODS[method]
+    if final_euler and method != "heun":
+        raise ValueError(f"final_euler applies to method 'heun' only, got method={method!r}")
     if isinstance(grid, str):
-        if nfe is None or nfe < evals_per_step:
-            raise ValueError(
-                f"method {method!r} needs nfe >= {evals_per_step} (it makes {evals_per_step} "
-                f"evaluations per step), got nfe={nfe}"
-            )
-        times = time_grid(grid, nfe // evals_per_step, t0, t1)
+        steps = steps_for_budget(method, nfe, final_euler)
+        times = time_grid(grid, steps, t0, t1, velocity.path, **(grid_options or {}))
     else:
         times = time_grid(grid, 0)
-    grid_points = times.tolist()
+    points = times.tolist()
     trajectory = [x] if return_trajectory else None
     with torch.no_grad():
-        for t, t_next in zip(grid_points[:-1], grid_points[1:], strict=True):
-            x = step(velocity, x, t, t_next)
-            if trajectory is not None:
-                trajectory.append(x)
+        if method == "dpm_solver_pp":
+            x = run_dpm_solver_pp(velocity, x, points, trajectory)
+        elif method == "new_euler":
+            x = run_new_euler(velocity, x, points, trajectory)
+        else:
+            x = _run_single_step(velocity, x, points, method, trajectory, final_euler)
     stacked = torch.stack(trajectory) if trajectory is not None else None
     return SampleResult(x=x, nfe=velocity.calls, trajectory=stacked, times=times)
