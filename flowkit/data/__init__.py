@@ -6,7 +6,7 @@ Everything is scaled to ``[-1, 1]``; images are float32 ``(C, H, W)``.
 from flowkit.data.builtin_images import load_digits, load_mnist5k
 from flowkit.data.image_folder import IMAGE_EXTENSIONS, ImageFolder
 from flowkit.data.in_memory import InMemoryDataset
-from flowkit.data.plots import save_image_grid, save_scatter
+from flowkit.data.plots import save_image_grid, save_scatter, save_trajectories
 from flowkit.data.registry import DATASET_NAMES, build_dataset
 from flowkit.data.toys import TOY_NAMES, sample_toy
 
@@ -22,4 +22,5 @@ __all__ = [
     "sample_toy",
     "save_image_grid",
     "save_scatter",
+    "save_trajectories",
 ]

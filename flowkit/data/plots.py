@@ -1,6 +1,7 @@
-"""PNG previews of samples with PIL and numpy only: image grids and 2-D scatter plots.
+"""PNG previews of samples with PIL and numpy only: image grids, 2-D scatter plots and
+2-D trajectories.
 
-Both functions write atomically (to ``path + '.tmp'`` in the same folder, then
+Every function writes atomically (to ``path + '.tmp'`` in the same folder, then
 ``os.replace``), create missing parent folders and return the path written.
 """
 
@@ -15,7 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["save_image_grid", "save_scatter"]
+__all__ = ["save_image_grid", "save_scatter", "save_trajectories"]
 
 _MIN_TILE = 64
 _PAD = 2
@@ -110,3 +111,45 @@ def save_scatter(
     canvas[[0, -1], :] = _FRAME_COLOR
     canvas[:, [0, -1]] = _FRAME_COLOR
     return _write_atomic(Image.fromarray(canvas), path)
+
+
+def save_trajectories(
+    panels: dict[str, Tensor],
+    path: str | os.PathLike,
+    lim: float = 2.5,
+    size: int = 400,
+) -> Path:
+    """Side-by-side panels of 2-D trajectories, one per entry of ``panels``.
+
+    Each value has shape ``(K + 1, B, 2)`` (states along the time grid); paths are drawn
+    as thin lines from their start (grey dot) to their end (blue dot) on ``[-lim, lim]^2``,
+    with the panel's name written above it.
+    """
+    from PIL import ImageDraw
+
+    if not panels:
+        raise ValueError("panels must hold at least one trajectory")
+    header = 20
+    image = Image.new("RGB", (size * len(panels), size + header), "white")
+    draw = ImageDraw.Draw(image)
+
+    def pixel(points: np.ndarray, offset: int) -> list[tuple[float, float]]:
+        cols = (points[:, 0] + lim) / (2 * lim) * (size - 1) + offset
+        rows = (lim - points[:, 1]) / (2 * lim) * (size - 1) + header
+        return list(zip(cols.tolist(), rows.tolist(), strict=True))
+
+    for k, (name, trajectory) in enumerate(panels.items()):
+        if trajectory.ndim != 3 or trajectory.shape[2] != 2:
+            raise ValueError(
+                f"panel {name!r} must have shape (K + 1, B, 2), got {tuple(trajectory.shape)}"
+            )
+        array = trajectory.detach().double().cpu().numpy()
+        offset = k * size
+        draw.rectangle([offset, header, offset + size - 1, header + size - 1], outline=_FRAME_COLOR)
+        draw.text((offset + 6, 4), name, fill=(0, 0, 0))
+        for b in range(array.shape[1]):
+            draw.line(pixel(array[:, b], offset), fill=(150, 170, 210), width=1)
+        for points, color in ((array[0], (120, 120, 120)), (array[-1], _POINT_COLOR)):
+            for x, y in pixel(points, offset):
+                draw.ellipse([x - 1.5, y - 1.5, x + 1.5, y + 1.5], fill=color)
+    return _write_atomic(image, path)

@@ -73,3 +73,17 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
         save_scatter(torch.ones(3, 2), path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.png"]
+
+
+def test_trajectories_draw_one_panel_per_sampler(tmp_path):
+    from flowkit.data import save_trajectories
+
+    line = torch.linspace(-1, 1, 5)[:, None, None].expand(5, 3, 2)
+    out = save_trajectories({"euler": line, "heun": line}, tmp_path / "t.png", size=100)
+    image = Image.open(out).convert("RGB")
+    assert image.size == (200, 120)
+    pixels = np.asarray(image)
+    assert (pixels[20:, :100] != 255).any() and (pixels[20:, 100:] != 255).any()
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(ValueError, match="panel 'bad' must have shape"):
+        save_trajectories({"bad": torch.zeros(3, 2)}, tmp_path / "bad.png")
