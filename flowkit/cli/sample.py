@@ -12,11 +12,12 @@ EXAMPLES = """examples:
   flowkit sample runs/digits --nfe 4 --num 64 --out digits.png
   flowkit sample runs/checkerboard --nfe 1 --num 5000 --out one_step.png
   flowkit sample runs/digits --method dopri5 --num 1000 --out samples.safetensors
+  flowkit sample runs/digits --method heun --grid edm --nfe 8 --num 64 --out heun.png
 """
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from flowkit.solvers import ODE_METHODS
+    from flowkit.solvers import GRIDS, ODE_METHODS
 
     parser = sub.add_parser(
         "sample",
@@ -37,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
     parser.add_argument("--out", required=True, help="output .png or .safetensors file")
     parser.add_argument("--method", default="euler", choices=ODE_METHODS)
+    parser.add_argument("--grid", default="uniform", choices=GRIDS,
+                        help="time grid of fixed-step methods (default uniform)")
     parser.add_argument("--rtol", type=float, default=1e-5, help="adaptive methods")
     parser.add_argument("--atol", type=float, default=1e-5, help="adaptive methods")
     parser.add_argument("--seed", type=int, default=0)
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             x0.to(device) * path.prior_std,
             nfe=nfe,
             method=args.method,
+            grid=args.grid,
             path=path,
             rtol=args.rtol,
             atol=args.atol,

@@ -10,8 +10,11 @@ grid on ``[0, 1]`` mapped onto ``[t0, t1]``, except ``"edm"``, which is uniform 
   ``sigma_max=80``): EDM noise levels ``sigma_i = (smax^(1/rho) + i/(N-1)
   (smin^(1/rho) - smax^(1/rho)))^rho`` for ``i < N`` and ``sigma_N = 0``, where the
   EDM noise level of ``x_t = alpha x1 + sigma x0`` is ``sigma / alpha``, mapped back to
-  ``t`` by bisection on the path (rectified: ``t = 1 / (1 + sigma)``). The first time is
-  then replaced by ``t0`` and the last by ``t1``, so the grid ends at the endpoints.
+  ``t`` by bisection on the path (rectified: ``t = 1 / (1 + sigma)``). ``sigma_max`` and
+  ``sigma_min`` are clipped to the path's own noise levels at ``t0`` and ``t1``; a path
+  that stops short of noise level 0 (VP, VE) puts its last grid point at ``t1`` instead of
+  stepping to 0. The first time is then replaced by ``t0`` and the last by ``t1``, so the
+  grid ends at the endpoints.
 - ``"shifted"`` (Stable Diffusion 3, option ``shift=3``): with ``s = 1 - u``,
   ``s' = shift s / (1 + (shift - 1) s)``; ``shift > 1`` spends more steps near the noise.
 - ``"cosine"``: ``w(u) = (1 - cos(pi u)) / 2``, dense at both ends.
@@ -59,11 +62,20 @@ def _edm_grid(
 ) -> Tensor:
     if steps == 1:
         return torch.tensor([t0, t1], dtype=torch.float64)
-    i = torch.arange(steps, dtype=torch.float64)
+    ends = _edm_noise_level(path, torch.tensor([t0, t1], dtype=torch.float64))
+    sigma_max = min(sigma_max, float(ends[0]))
+    reaches_zero = float(ends[1]) <= 0
+    # A path that ends at noise level 0 (rectified, cosine) spends its last step from
+    # sigma_min to 0, as EDM does; one that stops short (VP, VE) ends at its own level.
+    count = steps if reaches_zero else steps + 1
+    sigma_min = sigma_min if reaches_zero else max(sigma_min, float(ends[1]))
+    i = torch.arange(count, dtype=torch.float64)
     levels = (
-        sigma_max ** (1 / rho) + i / (steps - 1) * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))
+        sigma_max ** (1 / rho) + i / (count - 1) * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))
     ) ** rho
-    times = torch.cat([time_of_noise_level(path, levels, t0, t1), torch.tensor([t1])])
+    times = time_of_noise_level(path, levels, t0, t1)
+    if reaches_zero:
+        times = torch.cat([times, torch.tensor([t1], dtype=torch.float64)])
     times[0] = t0
     return times
 
