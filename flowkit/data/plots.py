@@ -116,6 +116,7 @@ def save_scatter(
 def save_trajectories(
     panels: dict[str, Tensor],
     path: str | os.PathLike,
+    reference: Tensor | None = None,
     lim: float = 2.5,
     size: int = 400,
 ) -> Path:
@@ -123,7 +124,8 @@ def save_trajectories(
 
     Each value has shape ``(K + 1, B, 2)`` (states along the time grid); paths are drawn
     as thin lines from their start (grey dot) to their end (blue dot) on ``[-lim, lim]^2``,
-    with the panel's name written above it.
+    clipped to their panel, over ``reference`` points ``(M, 2)`` in light grey, with the
+    panel's name written above it.
     """
     from PIL import ImageDraw
 
@@ -131,11 +133,10 @@ def save_trajectories(
         raise ValueError("panels must hold at least one trajectory")
     header = 20
     image = Image.new("RGB", (size * len(panels), size + header), "white")
-    draw = ImageDraw.Draw(image)
 
-    def pixel(points: np.ndarray, offset: int) -> list[tuple[float, float]]:
-        cols = (points[:, 0] + lim) / (2 * lim) * (size - 1) + offset
-        rows = (lim - points[:, 1]) / (2 * lim) * (size - 1) + header
+    def pixel(points: np.ndarray) -> list[tuple[float, float]]:
+        cols = (points[:, 0] + lim) / (2 * lim) * (size - 1)
+        rows = (lim - points[:, 1]) / (2 * lim) * (size - 1)
         return list(zip(cols.tolist(), rows.tolist(), strict=True))
 
     for k, (name, trajectory) in enumerate(panels.items()):
@@ -143,13 +144,18 @@ def save_trajectories(
             raise ValueError(
                 f"panel {name!r} must have shape (K + 1, B, 2), got {tuple(trajectory.shape)}"
             )
+        canvas = np.full((size, size, 3), 255, dtype=np.uint8)
+        if reference is not None:
+            _stamp(canvas, reference.detach().double().cpu().numpy(), lim, (225, 225, 225))
+        panel = Image.fromarray(canvas)
+        draw = ImageDraw.Draw(panel)
         array = trajectory.detach().double().cpu().numpy()
-        offset = k * size
-        draw.rectangle([offset, header, offset + size - 1, header + size - 1], outline=_FRAME_COLOR)
-        draw.text((offset + 6, 4), name, fill=(0, 0, 0))
         for b in range(array.shape[1]):
-            draw.line(pixel(array[:, b], offset), fill=(150, 170, 210), width=1)
+            draw.line(pixel(array[:, b]), fill=(150, 170, 210), width=1)
         for points, color in ((array[0], (120, 120, 120)), (array[-1], _POINT_COLOR)):
-            for x, y in pixel(points, offset):
-                draw.ellipse([x - 1.5, y - 1.5, x + 1.5, y + 1.5], fill=color)
+            for x, y in pixel(points):
+                draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)
+        draw.rectangle([0, 0, size - 1, size - 1], outline=_FRAME_COLOR)
+        image.paste(panel, (k * size, header))
+        ImageDraw.Draw(image).text((k * size + 6, 4), name, fill=(0, 0, 0))
     return _write_atomic(image, path)
