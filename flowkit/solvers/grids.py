@@ -120,6 +120,11 @@ def time_grid(
     unknown = set(options) - allowed
     if unknown:
         raise ValueError(f"grid {grid!r} takes options {sorted(allowed)}, got {sorted(unknown)}")
+    if grid == "uniform":
+        if not t1 > t0:
+            raise ValueError(f"a grid needs t1 > t0, got t0={t0}, t1={t1}")
+        points = [t0 + (t1 - t0) * k / steps for k in range(steps)] + [t1]
+        return torch.tensor(points, dtype=torch.float64)
     if grid == "edm":
         times = _edm_grid(path or rectified(), steps, t0, t1, **options)
     else:

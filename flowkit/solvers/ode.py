@@ -25,21 +25,20 @@ Step = Callable[[VelocityField, Tensor, float, float], Tensor]
 
 def euler_step(v: VelocityField, x: Tensor, t: float, t_next: float) -> Tensor:
     """``x + h v(x, t)``: first order, one evaluation."""
-    return x + (t_next - t) * v(x, t)
+    return torch.add(x, v(x, t), alpha=t_next - t)
 
 
 def midpoint_step(v: VelocityField, x: Tensor, t: float, t_next: float) -> Tensor:
     """Explicit midpoint: second order, two evaluations."""
     h = t_next - t
-    return x + h * v(x + (h / 2) * v(x, t), t + h / 2)
+    return torch.add(x, v(torch.add(x, v(x, t), alpha=h / 2), t + h / 2), alpha=h)
 
 
 def heun_step(v: VelocityField, x: Tensor, t: float, t_next: float) -> Tensor:
     """Heun (explicit trapezoid): Euler predictor, trapezoidal corrector; second order."""
     h = t_next - t
     d = v(x, t)
-    x_euler = x + h * d
-    return x + (h / 2) * (d + v(x_euler, t_next))
+    return torch.add(x, d + v(torch.add(x, d, alpha=h), t_next), alpha=h / 2)
 
 
 def rk4_step(v: VelocityField, x: Tensor, t: float, t_next: float) -> Tensor:

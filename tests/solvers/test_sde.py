@@ -92,7 +92,7 @@ def test_zero_noise_is_the_euler_ode(method: str, name: str) -> None:
     x = seeded_noise((2,), range(16), 0) * path.prior_std
     sde = sample_sde(shrink_field, x, 20, method, path=path, prediction="x0", noise_scale=0.0)
     ode = sample_ode(shrink_field, x, 20, "euler", path=path, prediction="x0")
-    assert torch.equal(sde.x, ode.x)
+    torch.testing.assert_close(sde.x, ode.x, rtol=1e-6, atol=1e-6)  # fused vs unfused update
     assert sde.nfe == ode.nfe == 20
 
 
