@@ -13,18 +13,20 @@ EXAMPLES = """examples:
   flowkit sample runs/checkerboard --nfe 1 --num 5000 --out one_step.png
   flowkit sample runs/digits --method dopri5 --num 1000 --out samples.safetensors
   flowkit sample runs/digits --method heun --grid edm --nfe 8 --num 64 --out heun.png
+  flowkit sample runs/checkerboard --method flow_sde --nfe 100 --num 5000 --out sde.png
 """
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from flowkit.solvers import GRIDS, ODE_METHODS
+    from flowkit.solvers import GRIDS, ODE_METHODS, SDE_METHODS
 
     parser = sub.add_parser(
         "sample",
         help="sample a trained model",
         description="Sample a run directory (or a saved model directory). --out FILE.png "
         "writes an image grid or a 2-D scatter plot; FILE.safetensors writes the tensors "
-        "'samples' and 'x0'. Sample i always starts from noise seeded by (--seed, i).",
+        "'samples' and 'x0'. Sample i always starts from noise seeded by (--seed, i), and its "
+        "SDE increments come from (--seed, i) too: results do not depend on --batch-size.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -37,11 +39,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
     parser.add_argument("--out", required=True, help="output .png or .safetensors file")
-    parser.add_argument("--method", default="euler", choices=ODE_METHODS)
-    parser.add_argument("--grid", default="uniform", choices=GRIDS,
-                        help="time grid of fixed-step methods (default uniform)")
+    parser.add_argument(
+        "--method",
+        default="euler",
+        choices=ODE_METHODS + SDE_METHODS,
+        help="ODE or SDE sampler (default euler)",
+    )
+    parser.add_argument(
+        "--grid",
+        default="uniform",
+        choices=GRIDS,
+        help="time grid of fixed-step methods (default uniform)",
+    )
     parser.add_argument("--rtol", type=float, default=1e-5, help="adaptive methods")
     parser.add_argument("--atol", type=float, default=1e-5, help="adaptive methods")
+    parser.add_argument(
+        "--noise-scale",
+        type=float,
+        default=1.0,
+        help="SDE methods: multiplies the diffusion (0 gives the ODE)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:k]'")
@@ -66,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     from flowkit.data import save_image_grid, save_scatter
     from flowkit.models import load_model
-    from flowkit.solvers import sample_ode, seeded_noise
+    from flowkit.solvers import SDE_METHODS, sample_ode, sample_sde, seeded_noise
     from flowkit.training.builders import resolve_model_dir
     from flowkit.training.distributed import resolve_device
 
@@ -85,16 +102,30 @@ def run(args: argparse.Namespace) -> int:
     for start in tqdm(range(0, args.num, args.batch_size), desc="sample", unit="batch"):
         indices = range(start, min(start + args.batch_size, args.num))
         x0 = seeded_noise(shape, indices, args.seed)
-        result = sample_ode(
-            model,
-            x0.to(device) * path.prior_std,
-            nfe=nfe,
-            method=args.method,
-            grid=args.grid,
-            path=path,
-            rtol=args.rtol,
-            atol=args.atol,
-        )
+        start_x = x0.to(device) * path.prior_std
+        if args.method in SDE_METHODS:
+            result = sample_sde(
+                model,
+                start_x,
+                nfe=nfe,
+                method=args.method,
+                grid=args.grid,
+                path=path,
+                noise_scale=args.noise_scale,
+                seed=args.seed,
+                indices=list(indices),
+            )
+        else:
+            result = sample_ode(
+                model,
+                start_x,
+                nfe=nfe,
+                method=args.method,
+                grid=args.grid,
+                path=path,
+                rtol=args.rtol,
+                atol=args.atol,
+            )
         samples.append(result.x.cpu())
         noises.append(x0)
         used += result.nfe

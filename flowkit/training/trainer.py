@@ -81,8 +81,10 @@ class Trainer:
         self.model = build_model(cfg.model, self.dataset).to(device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
         self.objective = build_objective(cfg)
+        self.params = list(self.model.parameters())
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
+            self.params,
+            foreach=True,
             lr=cfg.optim.lr,
             betas=cfg.optim.betas,
             eps=cfg.optim.eps,
@@ -182,12 +184,12 @@ class Trainer:
         loss.backward()
         grad_norm = None
         if cfg.optim.grad_clip is not None:
-            grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+            grad_norm = nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip)
         lr = warmup_lr(cfg.optim.lr, self.step, cfg.optim.warmup_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
-        self.ema.update(self.model)
+        self.ema.update()
         return loss.detach(), grad_norm
 
     def _check_finite(self, loss_sum: torch.Tensor, since: int) -> None:
