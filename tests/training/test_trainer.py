@@ -112,3 +112,11 @@ def test_bad_data_and_model_settings_are_named(tmp_path: Path) -> None:
         _train(tmp_path / "d", "data.name=digits")
     with pytest.raises(ConfigError, match="train.precision"):
         _train(tmp_path / "e", "train.precision=fp8")
+
+
+def test_bf16_autocast_trains_and_saves_fp32_weights(tmp_path: Path) -> None:
+    trainer = _train(tmp_path, "train.steps=10", "train.precision=bf16")
+    weights = _weights(tmp_path)
+    assert all(w.dtype == torch.float32 for w in weights.values())
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["loss"] == record["loss"] and trainer.step == 10  # finite, not NaN
