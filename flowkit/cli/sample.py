@@ -65,7 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _path_of(model_arg: Path):
+def path_of(model_arg: Path):
     from flowkit.paths import get_path
     from flowkit.training.config import load_config
 
@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
     nfe = 100 if args.nfe is None else args.nfe
     device = resolve_device(args.device)
     model = load_model(resolve_model_dir(args.model)).to(device).eval()
-    path = _path_of(Path(args.model))
-    shape = _sample_shape(model)
+    path = path_of(Path(args.model))
+    shape = sample_shape(model)
     samples, noises, used = [], [], 0
     tic = time.perf_counter()
     for start in tqdm(range(0, args.num, args.batch_size), desc="sample", unit="batch"):
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sample_shape(model) -> tuple[int, ...]:
+def sample_shape(model) -> tuple[int, ...]:
     config = model.config
     if "dim" in config:
         return (config["dim"],)

@@ -41,9 +41,10 @@ import torch
 from torch import Tensor
 
 from flowkit.paths import AffinePath
+from flowkit.solvers.field import VelocityField
 from flowkit.solvers.increments import PerSampleNoise
 from flowkit.solvers.result import SampleResult
-from flowkit.solvers.sde import CountingField, coefficients_at, setup
+from flowkit.solvers.sde import coefficients_at, setup
 
 
 def edm_sigma(path: AffinePath, t: float) -> float:
@@ -117,7 +118,7 @@ def sample_edm(
 
 
 def _edm_step(
-    counted: CountingField,
+    counted: VelocityField,
     noise: PerSampleNoise,
     x: Tensor,
     t: float,

@@ -9,12 +9,46 @@ from torch import Tensor
 from flowkit.paths import AffinePath, check_prediction, rectified
 
 
+class Evaluation:
+    """One raw network output at ``(x, t)``, readable as any prediction type (converted
+    lazily and cached)."""
+
+    def __init__(self, path: AffinePath, prediction: str, out: Tensor, x: Tensor, t: Tensor):
+        self.path, self.prediction, self.out, self.x, self.t = path, prediction, out, x, t
+        self._cache: dict[str, Tensor] = {prediction: out}
+
+    def as_(self, dst: str) -> Tensor:
+        """The output converted to ``dst`` (``velocity``, ``epsilon``, ``x0``, ``score``)."""
+        if dst not in self._cache:
+            check_prediction(dst)
+            self._cache[dst] = self.path.convert(self.out, self.x, self.t, self.prediction, dst)
+        return self._cache[dst]
+
+    @property
+    def velocity(self) -> Tensor:
+        return self.as_("velocity")
+
+    @property
+    def epsilon(self) -> Tensor:
+        return self.as_("epsilon")
+
+    @property
+    def x0(self) -> Tensor:
+        """The data (``x1``) prediction: the diffusion literature's "x0", EDM's ``D``."""
+        return self.as_("x0")
+
+    @property
+    def score(self) -> Tensor:
+        return self.as_("score")
+
+
 class VelocityField:
     """``field(x, t, **cond)`` seen as a velocity ``v(x, t)``, counting its calls.
 
     ``t`` may be a python float (broadcast to ``(B,)``) or a ``(B,)`` tensor. A field
     predicting epsilon, x0 or score is turned into a velocity through ``path.convert``;
-    :meth:`predict` returns any other prediction types from the same single evaluation.
+    :meth:`evaluate` makes one call and returns an :class:`Evaluation` readable as any
+    prediction type, so a sampler that needs, say, velocity and score pays one call.
 
     Attributes:
         calls: how many times the underlying field was evaluated.
@@ -40,8 +74,8 @@ class VelocityField:
             return x.new_full((x.shape[0],), t)
         return t.expand(x.shape[0]) if t.dim() == 0 else t
 
-    def predict(self, x: Tensor, t: float | Tensor, *targets: str) -> tuple[Tensor, ...]:
-        """One field evaluation, returned as each of ``targets`` (prediction types)."""
+    def evaluate(self, x: Tensor, t: float | Tensor) -> Evaluation:
+        """One counted field evaluation at ``(x, t)``."""
         t_batch = self.times(x, t)
         out = self.field(x, t_batch, **self.cond)
         self.calls += 1
@@ -52,12 +86,12 @@ class VelocityField:
                     f"{tuple(x.shape)}; a field must return the shape of x"
                 )
             self._shape_checked = True
-        return tuple(
-            out
-            if target == self.prediction
-            else self.path.convert(out, x, t_batch, self.prediction, target)
-            for target in targets
-        )
+        return Evaluation(self.path, self.prediction, out, x, t_batch)
+
+    def predict(self, x: Tensor, t: float | Tensor, *targets: str) -> tuple[Tensor, ...]:
+        """One field evaluation, returned as each of ``targets`` (prediction types)."""
+        evaluation = self.evaluate(x, t)
+        return tuple(evaluation.as_(target) for target in targets)
 
     def __call__(self, x: Tensor, t: float | Tensor) -> Tensor:
         if self.prediction == "velocity" and self._shape_checked:  # the hot path of a sampler

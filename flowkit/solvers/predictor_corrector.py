@@ -45,7 +45,7 @@ from flowkit.paths import AffinePath
 from flowkit.solvers.increments import PerSampleNoise
 from flowkit.solvers.result import SampleResult
 from flowkit.solvers.sde import (
-    CountingField,
+    VelocityField,
     coefficients_at,
     reverse_diffusion_sq,
     reverse_sde_step,
@@ -59,7 +59,7 @@ STEP_SIZES = ("noise_level", "batch", "per_sample")
 
 
 def langevin_step(
-    counted: CountingField,
+    counted: VelocityField,
     x: Tensor,
     t: float,
     snr: float,

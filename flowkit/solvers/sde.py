@@ -11,7 +11,7 @@ has the same marginals: its Fokker-Planck equation adds
 Because ``score = -epsilon_hat / sigma``, the drift is computed as
 ``v - eps^2 / (2 sigma) * epsilon_hat``, with no division by ``sigma`` left to blow up.
 Velocity and epsilon at one ``(x, t)`` both come from ONE network output
-(:class:`CountingField`), so a step costs one evaluation.
+(:meth:`VelocityField.evaluate`), so a step costs one evaluation.
 
 The path's own reverse diffusion. The noising process that produces the path runs
 from data (``t = 1``) to noise in time ``tau = -t`` with linear drift,
@@ -67,8 +67,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from flowkit.paths import AffinePath, check_prediction
-from flowkit.solvers.field import VelocityField
+from flowkit.paths import AffinePath
+from flowkit.solvers.field import Evaluation, VelocityField
 from flowkit.solvers.grids import time_grid
 from flowkit.solvers.increments import PerSampleNoise
 from flowkit.solvers.result import SampleResult
@@ -80,59 +80,6 @@ _METHOD_OPTIONS = {
     "edm": ("S_churn", "S_tmin", "S_tmax", "S_noise"),
     "pc": ("snr", "n_corrector_steps"),
 }
-
-
-class Evaluation:
-    """One raw network output at ``(x, t)``, readable as any prediction type."""
-
-    def __init__(self, path: AffinePath, prediction: str, out: Tensor, x: Tensor, t: Tensor):
-        self.path, self.prediction, self.out, self.x, self.t = path, prediction, out, x, t
-        self._cache: dict[str, Tensor] = {prediction: out}
-
-    def as_(self, dst: str) -> Tensor:
-        """The output converted to ``dst`` (``velocity``, ``epsilon``, ``x0``, ``score``)."""
-        if dst not in self._cache:
-            check_prediction(dst)
-            self._cache[dst] = self.path.convert(self.out, self.x, self.t, self.prediction, dst)
-        return self._cache[dst]
-
-    @property
-    def velocity(self) -> Tensor:
-        return self.as_("velocity")
-
-    @property
-    def epsilon(self) -> Tensor:
-        return self.as_("epsilon")
-
-    @property
-    def x0(self) -> Tensor:
-        """The data (``x1``) prediction: the diffusion literature's "x0", EDM's ``D``."""
-        return self.as_("x0")
-
-    @property
-    def score(self) -> Tensor:
-        return self.as_("score")
-
-
-class CountingField(VelocityField):
-    """A :class:`VelocityField` whose :meth:`evaluate` returns the raw output.
-
-    ``evaluate(x, t)`` makes exactly one field call (counted in ``calls``) and returns an
-    :class:`Evaluation` that converts it to velocity, epsilon, x0 or score on demand.
-    """
-
-    def evaluate(self, x: Tensor, t: float | Tensor) -> Evaluation:
-        t_batch = x.new_full((x.shape[0],), t) if not isinstance(t, Tensor) else t
-        if t_batch.dim() == 0:
-            t_batch = t_batch.expand(x.shape[0])
-        out = self.field(x, t_batch, **self.cond)
-        self.calls += 1
-        if out.shape != x.shape:
-            raise ValueError(
-                f"the field returned shape {tuple(out.shape)} for an input of shape "
-                f"{tuple(x.shape)}; a field must return the shape of x"
-            )
-        return Evaluation(self.path, self.prediction, out, x, t_batch)
 
 
 def coefficients_at(path: AffinePath, t: float) -> tuple[float, float, float, float]:
@@ -188,9 +135,9 @@ def setup(
     indices: Sequence[int] | Tensor | None,
     cond: dict | None,
     grid_options: dict | None = None,
-) -> tuple[CountingField, Tensor, PerSampleNoise]:
+) -> tuple[VelocityField, Tensor, PerSampleNoise]:
     """Shared checks: the counting field, the time grid and the per-sample noise."""
-    counted = CountingField(field, path, prediction, cond)
+    counted = VelocityField(field, path, prediction, cond)
     if not noise_scale >= 0:
         raise ValueError(f"noise_scale must be >= 0, got noise_scale={noise_scale}")
     if isinstance(grid, str):
