@@ -6,10 +6,11 @@ import argparse
 import sys
 
 from flowkit import __version__
+from flowkit.cli import evaluate as evaluate_commands
 from flowkit.cli import sample as sample_command
 from flowkit.cli import train as train_command
 
-COMMANDS = {"train": train_command, "sample": sample_command}
+COMMANDS = [train_command, sample_command, evaluate_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,13 +21,15 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  flowkit train configs/digits.yaml --out runs/digits\n"
             "  flowkit sample runs/digits --nfe 4 --num 64 --out digits.png\n"
+            "  flowkit stats digits --out refs/digits.npz\n"
+            "  flowkit fid runs/digits --nfe 4 --num 2000 --ref refs/digits.npz\n"
             "run 'flowkit COMMAND --help' for each command's options."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"flowkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMANDS.values():
+    for module in COMMANDS:
         module.add_parser(sub)
     return parser
 

@@ -1,0 +1,147 @@
+"""Where images for FID come from, streamed in batches (never all in memory).
+
+Every source yields ``(B, C, H, W)`` float tensors in ``[-1, 1]`` and takes the indices it
+should cover, so ``torchrun`` processes can split one set: rank ``r`` of ``W`` reads
+items ``r, r + W, r + 2W, ...`` (:func:`rank_indices`).
+
+- a built-in image data set by name (``digits``, ``mnist5k``);
+- a folder of image files;
+- a ``.safetensors`` file holding a tensor ``samples`` (as ``flowkit sample`` writes it),
+  read slice by slice;
+- a trained model, sampled on the fly: sample ``i`` starts from noise seeded by
+  ``(seed, i)``, so the set does not depend on the batch size or the process count.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+BUILTIN_IMAGE_SETS = ("digits", "mnist5k")
+
+
+def rank_indices(num: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """The items of ``range(num)`` this process handles."""
+    return list(range(rank, num, world_size))
+
+
+def _batches(indices: Sequence[int], batch_size: int) -> Iterator[Sequence[int]]:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, len(indices), batch_size):
+        yield indices[start : start + batch_size]
+
+
+def is_model_dir(path: str | os.PathLike) -> bool:
+    """A run directory (with ``model/``) or a saved model folder."""
+    path = Path(path)
+    return (path / "model" / "config.json").is_file() or (
+        (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+    )
+
+
+def count_items(data: str | os.PathLike, channels: int = 3, image_size: int | None = None) -> int:
+    """How many images a data source holds (not for models: their count is chosen)."""
+    return (
+        len(_open_dataset(data, channels, image_size))
+        if not str(data).endswith(".safetensors")
+        else _safetensors_length(Path(data))
+    )
+
+
+def _safetensors_length(path: Path, key: str = "samples") -> int:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as handle:
+        keys = list(handle.keys())
+        if key not in keys:
+            raise ValueError(f"{str(path)!r} has no tensor {key!r}; it holds {keys}")
+        return handle.get_slice(key).get_shape()[0]
+
+
+def _open_dataset(data: str | os.PathLike, channels: int, image_size: int | None):
+    from flowkit.data import ImageFolder, build_dataset
+
+    if str(data) in BUILTIN_IMAGE_SETS:
+        return build_dataset(str(data))
+    if not Path(data).is_dir():
+        raise FileNotFoundError(
+            f"{str(data)!r} is neither a built-in image set {list(BUILTIN_IMAGE_SETS)}, "
+            "a folder of images, nor a .safetensors file"
+        )
+    return ImageFolder(data, image_size=image_size, channels=channels, random_flip=False)
+
+
+def iter_data(
+    data: str | os.PathLike,
+    indices: Sequence[int],
+    batch_size: int,
+    channels: int = 3,
+    image_size: int | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> Iterator[Tensor]:
+    """Batches of a built-in image set, an image folder or a ``.safetensors`` file."""
+    if str(data).endswith(".safetensors"):
+        yield from _iter_safetensors(Path(data), indices, batch_size)
+        return
+    dataset = _open_dataset(data, channels, image_size)
+    if hasattr(dataset, "x"):  # in memory
+        for batch in _batches(indices, batch_size):
+            yield dataset.x[torch.as_tensor(batch)]
+        return
+    from torch.utils.data import DataLoader, Subset
+
+    loader = DataLoader(
+        Subset(dataset, list(indices)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+    )
+    for items in loader:
+        yield items[0]
+
+
+def _iter_safetensors(
+    path: Path, indices: Sequence[int], batch_size: int, key: str = "samples"
+) -> Iterator[Tensor]:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise FileNotFoundError(f"samples file {str(path)!r} does not exist")
+    _safetensors_length(path, key)
+    with safe_open(path, framework="pt") as handle:
+        tensor = handle.get_slice(key)
+        for batch in _batches(indices, batch_size):
+            lo, hi = batch[0], batch[-1] + 1
+            step = batch[1] - batch[0] if len(batch) > 1 else 1
+            yield tensor[lo:hi][::step].float()  # rows lo..hi, then this rank's stride
+
+
+def iter_model_samples(
+    model_dir: str | os.PathLike,
+    indices: Sequence[int],
+    batch_size: int,
+    nfe: int,
+    method: str = "euler",
+    seed: int = 0,
+    device: torch.device | None = None,
+) -> Iterator[tuple[Tensor, int]]:
+    """``(images, nfe used)`` drawn from a trained model, sample ``i`` from ``(seed, i)``."""
+    from flowkit.cli.sample import path_of, sample_shape
+    from flowkit.models import load_model
+    from flowkit.solvers import sample_ode, seeded_noise
+    from flowkit.training.builders import resolve_model_dir
+
+    device = device or torch.device("cpu")
+    model = load_model(resolve_model_dir(model_dir)).to(device).eval()
+    path = path_of(Path(model_dir))
+    shape = sample_shape(model)
+    for batch in _batches(indices, batch_size):
+        x0 = seeded_noise(shape, batch, seed).to(device) * path.prior_std
+        result = sample_ode(model, x0, nfe=nfe, method=method, path=path)
+        yield result.x.clamp(-1, 1), result.nfe
