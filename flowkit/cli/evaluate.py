@@ -20,6 +20,7 @@ FID_EXAMPLES = """examples:
   torchrun --standalone --nproc_per_node=8 -m flowkit fid runs/cifar10 --nfe 1 --num 50000 \\
       --ref refs/cifar10.npz
 """
+AUTOCAST = {"none": None, "bf16": "bfloat16", "fp16": "float16"}
 FEATURES_HELP = (
     "feature network: auto (digits for 1x8x8, mnist for 1x28x28, inception "
     "otherwise; for fid, the reference's), digits, mnist, inception"
@@ -32,6 +33,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", type=int, default=3, help="image folders: 1 or 3")
     parser.add_argument("--image-size", type=int, default=None, help="image folders: resize")
     parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:k]'")
+    parser.add_argument(
+        "--autocast",
+        choices=sorted(AUTOCAST),
+        default="none",
+        help="GPU only: run the feature network in bf16 or fp16",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -86,6 +93,7 @@ def run_stats(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         device=info.device,
         progress=not args.no_progress,
+        autocast_dtype=_autocast(args),
     )
     if info.is_main:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +121,7 @@ def run_fid(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         device=info.device,
         progress=not args.no_progress,
+        autocast_dtype=_autocast(args),
     )
     if info.is_main:
         text = json.dumps(result.to_dict())
@@ -123,3 +132,10 @@ def run_fid(args: argparse.Namespace) -> int:
             os.replace(tmp, args.json_out)
     shutdown_and_exit(0)
     return 0
+
+
+def _autocast(args: argparse.Namespace):
+    import torch
+
+    name = AUTOCAST[args.autocast]
+    return None if name is None else getattr(torch, name)

@@ -62,9 +62,12 @@ def accumulate(
     device: torch.device | None = None,
     progress: bool = True,
     desc: str = "features",
+    autocast_dtype: torch.dtype | None = None,
 ) -> FeatureStats:
     """Feature statistics of every image the batches hold (``"auto"`` picks the extractor
-    from the first batch's shape), summed over ``torchrun`` processes."""
+    from the first batch's shape), summed over ``torchrun`` processes. ``autocast_dtype``
+    (bf16 / fp16, CUDA only) runs the feature network in reduced precision; statistics
+    stay float64."""
     from flowkit.evaluation.features import get_extractor
 
     iterator: Iterator[Tensor] = iter(batches)
@@ -73,7 +76,8 @@ def accumulate(
         raise ValueError("no images to compute statistics of")
     if features == "auto":
         features = auto_features(tuple(first.shape[1:]))
-    extractor = get_extractor(features, device=device)
+    options = {"autocast_dtype": autocast_dtype} if autocast_dtype is not None else {}
+    extractor = get_extractor(features, device=device, **options)
     stats = FeatureStats(extractor.num_features, extractor.name)
     device = extractor.device
     bar = tqdm(total=total, desc=desc, unit="img", disable=not progress)
@@ -109,6 +113,7 @@ def dataset_stats(
     device: torch.device | None = None,
     num_workers: int = 0,
     progress: bool = True,
+    autocast_dtype: torch.dtype | None = None,
 ) -> FeatureStats:
     """Reference statistics of a built-in image set, an image folder or a samples file."""
     total = count_items(data, channels, image_size)
@@ -125,6 +130,7 @@ def dataset_stats(
         device=device,
         progress=progress and rank == 0,
         desc="reference",
+        autocast_dtype=autocast_dtype,
     )
 
 
@@ -142,6 +148,7 @@ def fid(
     image_size: int | None = None,
     device: torch.device | None = None,
     progress: bool = True,
+    autocast_dtype: torch.dtype | None = None,
 ) -> FIDResult:
     """FID of ``source`` (a model drawn on the fly, an image folder, a built-in image set or
     a ``.safetensors`` of samples) against the statistics file ``ref``.
@@ -175,6 +182,7 @@ def fid(
         device=device,
         progress=progress and rank == 0,
         desc="samples",
+        autocast_dtype=autocast_dtype,
     )
     if reference.extractor not in (UNKNOWN, stats.extractor):
         raise ValueError(

@@ -115,3 +115,46 @@ def test_fid_errors_are_named(
     assert "nowhere" in capsys.readouterr().err
     assert main(["fid", str(tmp_path / "model"), "--ref", str(tmp_path / "no.npz")]) == 2
     assert "no.npz" in capsys.readouterr().err
+
+
+def test_two_processes_give_the_fid_of_one(
+    tmp_path: Path, digits_ref: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    x, _ = load_digits()
+    save_file({"samples": x[1::2].contiguous()}, tmp_path / "s.safetensors")
+    assert (
+        main(["fid", str(tmp_path / "s.safetensors"), "--ref", str(digits_ref), "--no-progress"])
+        == 0
+    )
+    single = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "flowkit",
+        "fid",
+        str(tmp_path / "s.safetensors"),
+        "--ref",
+        str(digits_ref),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    double = json.loads(done.stdout.strip().splitlines()[-1])
+    assert double["num"] == single["num"] == 898
+    assert double["fid"] == pytest.approx(single["fid"], rel=1e-9)
