@@ -81,6 +81,8 @@ class TrainLoopConfig:
     device: str = "auto"
     precision: str = "fp32"
     compile: bool = False
+    xformers: str = "auto"
+    channels_last: bool | None = None
     log_every: int = 50
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2

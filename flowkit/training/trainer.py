@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from flowkit.models.acceleration import accelerate
 from flowkit.training.batches import make_batches
 from flowkit.training.builders import build_data, build_model, build_objective, count_parameters
 from flowkit.training.checkpoint import CheckpointManager, decode_rng, encode_rng
@@ -146,12 +147,13 @@ class Trainer:
             self.metrics.truncate_after(self.step)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
+        """xformers / channels-last on GPU, then DDP, then ``torch.compile``."""
+        cfg = self.config.train
+        accelerate(model, self.dist.device, xformers=cfg.xformers, channels_last=cfg.channels_last)
         if self.dist.enabled:
             device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-        if self.config.train.compile:
-            model = torch.compile(model)
-        return model
+        return torch.compile(model) if cfg.compile else model
 
     # -- the loop ------------------------------------------------------------------------
     def _rank_state(self) -> dict:
