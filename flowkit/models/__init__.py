@@ -8,6 +8,7 @@ from flowkit.models.adapters import DiffusersField
 from flowkit.models.field_utils import PREDICTIONS, broadcast_time, check_prediction
 from flowkit.models.mlp import MLPField
 from flowkit.models.registry import MODEL_CLASSES, load_model
+from flowkit.models.teachers import Teacher, ddim_grid, flow_grid, load_diffusers_teacher
 from flowkit.models.unet import UNET_PRESETS, UNetField, unet
 
 __all__ = [
@@ -16,9 +17,13 @@ __all__ = [
     "UNET_PRESETS",
     "DiffusersField",
     "MLPField",
+    "Teacher",
     "UNetField",
     "broadcast_time",
     "check_prediction",
+    "ddim_grid",
+    "flow_grid",
+    "load_diffusers_teacher",
     "load_model",
     "unet",
 ]

@@ -12,15 +12,18 @@ from flowkit.paths.affine import (
     vp,
 )
 from flowkit.paths.conversions import PREDICTIONS, check_prediction, convert
+from flowkit.paths.discrete import DiscreteVPPath, discrete_vp
 
 __all__ = [
     "PATHS",
     "PREDICTIONS",
     "AffinePath",
+    "DiscreteVPPath",
     "PathSample",
     "check_prediction",
     "convert",
     "cosine",
+    "discrete_vp",
     "get_path",
     "rectified",
     "subvp",

@@ -1,6 +1,6 @@
 """Samplers that step with the data prediction ``x1_hat`` (the "x0" prediction).
 
-Both take one field evaluation per step on a grid ``t_0 < ... < t_N`` and work on any
+Each takes one field evaluation per step on a grid ``t_0 < ... < t_N`` and work on any
 affine path ``x_t = alpha x1 + sigma x0``.
 
 DPM-Solver++ (2M) (Lu et al. 2022), with ``lambda = log(alpha / sigma)`` and
@@ -9,8 +9,8 @@ data prediction held at ``D`` over one step is
 
     x_i = (sigma_i / sigma_{i-1}) x_{i-1} + (alpha_i - sigma_i alpha_{i-1} / sigma_{i-1}) D
 
-(the DDIM step). The first step uses ``D = D_{i-1}``; later steps the second-order
-multistep combination ``D = (1 + 1 / (2 r)) D_{i-1} - D_{i-2} / (2 r)``, ``r = h_{i-1} / h_i``,
+(the DDIM step; method ``"ddim"`` takes it on every interval). The first step uses
+``D = D_{i-1}``; later steps the second-order multistep combination ``D = (1 + 1 / (2 r)) D_{i-1} - D_{i-2} / (2 r)``, ``r = h_{i-1} / h_i``,
 and, as diffusers does with ``lower_order_final`` for short schedules, the last step is
 first order. Written in ratios of ``alpha`` and ``sigma``, the step stays finite where
 ``lambda`` is infinite (``alpha(0) = 0`` or ``sigma(1) = 0`` on the rectified path).
@@ -67,6 +67,23 @@ def run_dpm_solver_pp(
             raise ValueError(f"DPM-Solver++ cannot start a step at t={t}, where sigma(t) = 0")
         x = (s1 / s0) * x + (a1 - s1 * a0 / s0) * d_combined
         previous_d, previous_h = d, h
+        if trajectory is not None:
+            trajectory.append(x)
+    return x
+
+
+def run_ddim(
+    v: VelocityField, x: Tensor, times: list[float], trajectory: list[Tensor] | None
+) -> Tensor:
+    """DDIM (eta = 0): the first-order data-prediction step on every interval, one evaluation
+    per step, ``x_i = (s_i / s_{i-1}) x + (a_i - s_i a_{i-1} / s_{i-1}) D_{i-1}``."""
+    for t, t_next in zip(times[:-1], times[1:], strict=True):
+        (d,) = v.predict(x, t, "x0")
+        a0, s0 = _scalars(v, t)
+        a1, s1 = _scalars(v, t_next)
+        if s0 <= 0:
+            raise ValueError(f"DDIM cannot start a step at t={t}, where sigma(t) = 0")
+        x = (s1 / s0) * x + (a1 - s1 * a0 / s0) * d
         if trajectory is not None:
             trajectory.append(x)
     return x

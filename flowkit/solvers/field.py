@@ -45,7 +45,8 @@ class Evaluation:
 class VelocityField:
     """``field(x, t, **cond)`` seen as a velocity ``v(x, t)``, counting its calls.
 
-    ``t`` may be a python float (broadcast to ``(B,)``) or a ``(B,)`` tensor. A field
+    ``t`` may be a python float (broadcast to ``(B,)``) or a ``(B,)`` tensor. The path is
+    the one given, else the field's own ``path`` attribute, else the rectified path. A field
     predicting epsilon, x0 or score is turned into a velocity through ``path.convert``;
     :meth:`evaluate` makes one call and returns an :class:`Evaluation` readable as any
     prediction type, so a sampler that needs, say, velocity and score pays one call.
@@ -62,7 +63,8 @@ class VelocityField:
         cond: dict | None = None,
     ) -> None:
         self.field = field
-        self.path = path or rectified()
+        own_path = getattr(field, "path", None)  # e.g. a diffusers teacher's discrete VP path
+        self.path = path or (own_path if isinstance(own_path, AffinePath) else rectified())
         self.prediction = check_prediction(prediction or getattr(field, "prediction", "velocity"))
         self.cond = cond or {}
         self.calls = 0

@@ -1,8 +1,8 @@
 """ODE samplers ``dx/dt = v(x, t)`` from ``t0`` (noise) to ``t1`` (data).
 
 Fixed-step methods spend a budget of ``nfe`` field evaluations: a method with ``k``
-evaluations per step takes ``nfe // k`` steps (Euler, DPM-Solver++ (2M) and new Euler
-k=1, midpoint and Heun k=2, RK4 k=4). The adaptive ``dopri5`` (torchdiffeq) takes
+evaluations per step takes ``nfe // k`` steps (Euler, DPM-Solver++ (2M), DDIM and new
+Euler k=1, midpoint and Heun k=2, RK4 k=4). The adaptive ``dopri5`` (torchdiffeq) takes
 ``rtol`` / ``atol`` instead. In both cases ``SampleResult.nfe`` is the number of calls
 the field actually received.
 """
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from flowkit.paths import AffinePath
-from flowkit.solvers.data_prediction import run_dpm_solver_pp, run_new_euler
+from flowkit.solvers.data_prediction import run_ddim, run_dpm_solver_pp, run_new_euler
 from flowkit.solvers.field import VelocityField
 from flowkit.solvers.grids import time_grid
 from flowkit.solvers.result import SampleResult
@@ -57,7 +57,7 @@ SINGLE_STEP_METHODS: dict[str, tuple[Step, int]] = {
     "heun": (heun_step, 2),
     "rk4": (rk4_step, 4),
 }
-DATA_PREDICTION_METHODS = ("dpm_solver_pp", "new_euler")
+DATA_PREDICTION_METHODS = ("dpm_solver_pp", "new_euler", "ddim")
 ADAPTIVE_METHODS = ("dopri5", "bosh3", "adaptive_heun", "dopri8")
 ODE_METHODS = tuple(SINGLE_STEP_METHODS) + DATA_PREDICTION_METHODS + ADAPTIVE_METHODS
 
@@ -133,7 +133,8 @@ def sample_ode(
         x: ``(B, *D)`` the initial state (noise, scaled by ``path.prior_std`` for VE).
         nfe: the evaluation budget of a fixed-step method (ignored by adaptive ones).
         method: ``euler``, ``midpoint``, ``heun``, ``rk4``; ``dpm_solver_pp`` (2M) and
-            ``new_euler`` (2-RF++), which step with the data prediction; or an adaptive
+            ``new_euler`` (2-RF++) and ``ddim`` (DDIM, eta = 0: DPM-Solver++'s first-order
+            step everywhere), which step with the data prediction; or an adaptive
             torchdiffeq method (``dopri5``, ``bosh3``, ``adaptive_heun``, ``dopri8``).
         grid: ``"uniform"``, ``"edm"``, ``"shifted"``, ``"cosine"`` (see
             :mod:`flowkit.solvers.grids`, options in ``grid_options``) or a list of times
@@ -168,6 +169,8 @@ def sample_ode(
             x = run_dpm_solver_pp(velocity, x, points, trajectory)
         elif method == "new_euler":
             x = run_new_euler(velocity, x, points, trajectory)
+        elif method == "ddim":
+            x = run_ddim(velocity, x, points, trajectory)
         else:
             x = _run_single_step(velocity, x, points, method, trajectory, final_euler)
     stacked = torch.stack(trajectory) if trajectory is not None else None
