@@ -10,10 +10,11 @@ data prediction held at ``D`` over one step is
     x_i = (sigma_i / sigma_{i-1}) x_{i-1} + (alpha_i - sigma_i alpha_{i-1} / sigma_{i-1}) D
 
 (the DDIM step; method ``"ddim"`` takes it on every interval). The first step uses
-``D = D_{i-1}``; later steps the second-order multistep combination ``D = (1 + 1 / (2 r)) D_{i-1} - D_{i-2} / (2 r)``, ``r = h_{i-1} / h_i``,
-and, as diffusers does with ``lower_order_final`` for short schedules, the last step is
-first order. Written in ratios of ``alpha`` and ``sigma``, the step stays finite where
-``lambda`` is infinite (``alpha(0) = 0`` or ``sigma(1) = 0`` on the rectified path).
+``D = D_{i-1}``; later steps the second-order multistep combination
+``D = (1 + 1 / (2 r)) D_{i-1} - D_{i-2} / (2 r)``, ``r = h_{i-1} / h_i``; as diffusers does
+with ``lower_order_final`` for short schedules, the last step is first order. Written in
+ratios of ``alpha`` and ``sigma``, the step stays finite where ``lambda`` is infinite
+(``alpha(0) = 0`` or ``sigma(1) = 0`` on the rectified path).
 
 The "new Euler" sampler of 2-RF++ (Lee et al. 2024) predicts ``x1_hat`` and re-mixes it
 with the *initial* noise instead of the predicted one:
