@@ -19,10 +19,9 @@ from pathlib import Path
 
 from flowkit.data import sample_toy, save_scatter, save_trajectories
 from flowkit.evaluation import sliced_wasserstein, straightness
-from flowkit.models import load_model
+from flowkit.pipelines.runs import load_field
 from flowkit.solvers import sample_ode, sample_sde, seeded_noise
 from flowkit.training import load_config
-from flowkit.training.builders import resolve_model_dir
 
 ODE_RUNS = {
     "euler": (1, 2, 4, 8, 32, 100),
@@ -45,7 +44,7 @@ def main() -> None:
 
     run = Path(args.run)
     name = load_config(run / "config.yaml").data.name
-    model = load_model(resolve_model_dir(run)).eval()
+    model = load_field(run)[0].eval()
     held_out = sample_toy(name, args.num, seed=10_001)
     floor = sliced_wasserstein(held_out, sample_toy(name, args.num, seed=10_002))
     x0 = seeded_noise((2,), range(args.num), seed=0)

@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", help="a run directory or a model directory")
+    parser.add_argument("model", help="a run, pipeline or model directory")
     parser.add_argument(
         "--nfe",
         type=int,
@@ -65,26 +65,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def path_of(model_arg: Path):
-    from flowkit.paths import get_path
-    from flowkit.training.config import load_config
-
-    config_file = model_arg / "config.yaml"
-    if config_file.is_file():
-        objective = load_config(config_file).objective
-        return get_path(objective.path, **objective.path_kwargs)
-    return get_path("rectified")
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     from flowkit.data import save_image_grid, save_scatter
-    from flowkit.models import load_model
+    from flowkit.pipelines.runs import load_field
     from flowkit.solvers import SDE_METHODS, sample_ode, sample_sde, seeded_noise
-    from flowkit.training.builders import resolve_model_dir
     from flowkit.training.distributed import resolve_device
 
     out = Path(args.out)
@@ -94,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--num must be >= 1, got {args.num}")
     nfe = 100 if args.nfe is None else args.nfe
     device = resolve_device(args.device)
-    model = load_model(resolve_model_dir(args.model)).to(device).eval()
-    path = path_of(Path(args.model))
+    model, path = load_field(args.model)
+    model = model.to(device).eval()
     shape = sample_shape(model)
     samples, noises, used = [], [], 0
     tic = time.perf_counter()

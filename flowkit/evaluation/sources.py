@@ -37,10 +37,12 @@ def _batches(indices: Sequence[int], batch_size: int) -> Iterator[Sequence[int]]
 
 
 def is_model_dir(path: str | os.PathLike) -> bool:
-    """A run directory (with ``model/``) or a saved model folder."""
+    """A run directory, a saved pipeline or a saved model folder."""
     path = Path(path)
-    return (path / "model" / "config.json").is_file() or (
-        (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+    return (
+        (path / "pipeline" / "model_index.json").is_file()
+        or (path / "model_index.json").is_file()
+        or ((path / "config.json").is_file() and any(path.glob("*.safetensors")))
     )
 
 
@@ -132,14 +134,13 @@ def iter_model_samples(
     device: torch.device | None = None,
 ) -> Iterator[tuple[Tensor, int]]:
     """``(images, nfe used)`` drawn from a trained model, sample ``i`` from ``(seed, i)``."""
-    from flowkit.cli.sample import path_of, sample_shape
-    from flowkit.models import load_model
+    from flowkit.cli.sample import sample_shape
+    from flowkit.pipelines.runs import load_field
     from flowkit.solvers import sample_ode, seeded_noise
-    from flowkit.training.builders import resolve_model_dir
 
     device = device or torch.device("cpu")
-    model = load_model(resolve_model_dir(model_dir)).to(device).eval()
-    path = path_of(Path(model_dir))
+    model, path = load_field(model_dir)
+    model = model.to(device).eval()
     shape = sample_shape(model)
     for batch in _batches(indices, batch_size):
         x0 = seeded_noise(shape, batch, seed).to(device) * path.prior_std

@@ -1,7 +1,7 @@
-"""diffusers-compatible schedulers (and, later, pipelines) over flowkit's solvers.
+"""diffusers-compatible schedulers and pipelines over flowkit's solvers.
 
-The convention conversion is light and imported eagerly; the schedulers import diffusers and
-are loaded on first access (``from flowkit.pipelines import FlowEulerScheduler``).
+The convention conversion is light and imported eagerly; the schedulers and pipelines import
+diffusers and are loaded on first access (``from flowkit.pipelines import FlowEulerScheduler``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from flowkit.pipelines.convention import (
 )
 
 if TYPE_CHECKING:
+    from flowkit.pipelines.loading import load_pipeline
+    from flowkit.pipelines.one_step import OneStepPipeline
+    from flowkit.pipelines.rectified_flow import RectifiedFlowPipeline, SampleOutput
     from flowkit.pipelines.schedulers import FlowEulerScheduler, FlowHeunScheduler
 
 __all__ = [
@@ -23,16 +26,27 @@ __all__ = [
     "FlowEulerScheduler",
     "FlowHeunScheduler",
     "FlowkitFlow",
+    "OneStepPipeline",
+    "RectifiedFlowPipeline",
+    "SampleOutput",
     "from_diffusers_flow",
+    "load_pipeline",
     "to_diffusers_flow",
 ]
 
-_LAZY = {"FlowEulerScheduler", "FlowHeunScheduler"}
+_LAZY = {
+    "FlowEulerScheduler": "schedulers",
+    "FlowHeunScheduler": "schedulers",
+    "OneStepPipeline": "one_step",
+    "RectifiedFlowPipeline": "rectified_flow",
+    "SampleOutput": "rectified_flow",
+    "load_pipeline": "loading",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from flowkit.pipelines import schedulers
+        import importlib
 
-        return getattr(schedulers, name)
+        return getattr(importlib.import_module(f"flowkit.pipelines.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'flowkit.pipelines' has no attribute {name!r}")

@@ -20,6 +20,14 @@ class FlowSchedulerBase(SchedulerMixin, ConfigMixin):
     init_noise_sigma = 1.0
     _compatibles: list[str] = []
 
+    @staticmethod
+    def _check_recorded(prediction: str, path: str, path_kwargs: dict | None) -> None:
+        """Validate the config entries kept for pipelines (``step()`` does not read them)."""
+        from flowkit.paths import check_prediction, get_path
+
+        check_prediction(prediction)
+        get_path(path, **(path_kwargs or {}))  # unknown names and parameters raise here
+
     def _setup(
         self,
         num_train_timesteps: int,

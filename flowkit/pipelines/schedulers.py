@@ -40,7 +40,11 @@ from collections.abc import Sequence
 
 import torch
 from diffusers.configuration_utils import register_to_config
-from diffusers.schedulers.scheduling_utils import SchedulerOutput
+
+# SchedulerMixin is looked up in this module by diffusers' pipeline loading: model_index.json
+# names the component ["flowkit.pipelines.schedulers", "FlowEulerScheduler"], and diffusers finds
+# its loading methods through the base classes present in that module's namespace
+from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput  # noqa: F401
 from torch import Tensor
 
 from flowkit.pipelines.scheduler_base import FlowSchedulerBase
@@ -64,6 +68,9 @@ class FlowEulerScheduler(FlowSchedulerBase):
         num_train_timesteps: int = 1000,
         grid: str | Sequence[float] = "uniform",
         grid_options: dict | None = None,
+        prediction: str = "velocity",
+        path: str = "rectified",
+        path_kwargs: dict | None = None,
     ) -> None:
         """
         Args:
@@ -72,7 +79,12 @@ class FlowEulerScheduler(FlowSchedulerBase):
                 ``"shifted"`` (SD3), ``"edm"``, ``"cosine"``), or an explicit increasing list
                 of times ``t`` (0 = noise) that ends at 1, used as is by ``set_timesteps()``.
             grid_options: the named grid's options, e.g. ``{"shift": 3.0}``.
+            prediction, path, path_kwargs: recorded for pipelines, not used by ``step()``
+                (which always takes diffusers' flow ``-v``): what the paired model predicts
+                and the affine path (``flowkit.paths.get_path(path, **path_kwargs)``) through
+                which a pipeline converts its output to a velocity.
         """
+        self._check_recorded(prediction, path, path_kwargs)
         self._setup(num_train_timesteps, grid, grid_options)
 
     def step(
@@ -125,6 +137,9 @@ class FlowHeunScheduler(FlowSchedulerBase):
         grid: str | Sequence[float] = "uniform",
         grid_options: dict | None = None,
         final_euler: bool = False,
+        prediction: str = "velocity",
+        path: str = "rectified",
+        path_kwargs: dict | None = None,
     ) -> None:
         """
         Args:
@@ -132,9 +147,11 @@ class FlowHeunScheduler(FlowSchedulerBase):
             final_euler: take the last step with Euler (no corrector call at ``sigma = 0``),
                 as EDM and diffusers' ``FlowMatchHeunDiscreteScheduler`` do; ``n`` steps then
                 cost ``2 n - 1`` calls, as ``sample_ode(method="heun", final_euler=True)``.
+            prediction, path, path_kwargs: as in :class:`FlowEulerScheduler`.
         """
         if not isinstance(final_euler, bool):
             raise ValueError(f"final_euler must be a bool, got {final_euler!r}")
+        self._check_recorded(prediction, path, path_kwargs)
         self._setup(num_train_timesteps, grid, grid_options)
 
     def _call_sigmas(self, sigma: Tensor) -> Tensor:

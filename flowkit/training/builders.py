@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -32,19 +31,15 @@ def build_data(cfg: DataConfig) -> Dataset:
     )
 
 
-def resolve_model_dir(path: str | Path) -> Path:
-    """A run directory means its ``model/`` folder; a model folder is itself."""
-    path = Path(path)
-    return path / "model" if (path / "model" / "config.json").is_file() else path
-
-
 def build_model(cfg: ModelConfig, dataset: Dataset) -> nn.Module:
     """A fresh network shaped for ``dataset``, or the one saved at ``model.init_from``."""
-    from flowkit.models import MLPField, load_model, unet
+    from flowkit.models import MLPField, unet
 
     check_prediction(cfg.prediction)
     if cfg.init_from is not None:
-        return load_model(resolve_model_dir(cfg.init_from))
+        from flowkit.pipelines.runs import load_field
+
+        return load_field(cfg.init_from)[0]
     num_classes = dataset.num_classes if cfg.class_conditional else None
     if cfg.class_conditional and num_classes is None:
         raise ConfigError("model.class_conditional is true but the data set has no labels")

@@ -51,8 +51,8 @@ class Trainer:
     """Trains ``config`` into ``run_dir``; ``resume=True`` continues its last checkpoint.
 
     Writes ``RUN/config.yaml``, ``RUN/metrics.jsonl``, ``RUN/checkpoints/``,
-    ``RUN/samples/*.png`` and, at the end, the EMA model in ``RUN/model/``
-    (``save_pretrained`` format: ``config.json`` + safetensors).
+    ``RUN/samples/*.png`` and, at the end, the EMA model as a diffusers pipeline in
+    ``RUN/pipeline/`` (``model_index.json``, ``model/``, ``scheduler/``; safetensors).
     """
 
     def __init__(
@@ -209,7 +209,7 @@ class Trainer:
             )
 
     def fit(self) -> Path:
-        """Train to ``train.steps``; return the folder of the saved EMA model."""
+        """Train to ``train.steps``; return the folder of the saved pipeline."""
         cfg = self.config.train
         use_cuda = self.dist.device.type == "cuda"
         autocast = (
@@ -265,9 +265,9 @@ class Trainer:
         bar.close()
         if self.dist.is_main:
             self.snapshot("final.png")
-            self._save_model()
+            self._save_pipeline()
         barrier()
-        return self.run_dir / "model"
+        return self.run_dir / "pipeline"
 
     # -- outputs -------------------------------------------------------------------------
     def snapshot(self, name: str) -> Path | None:
@@ -280,10 +280,19 @@ class Trainer:
             self.objective.path,
         )
 
-    def _save_model(self) -> None:
-        final = self.run_dir / "model"
-        tmp = self.run_dir / ".tmp-model"
+    def _save_pipeline(self) -> None:
+        """The EMA model and an Euler scheduler on the run's path, as a diffusers pipeline."""
+        from flowkit.pipelines import FlowEulerScheduler, RectifiedFlowPipeline
+
+        objective = self.config.objective
+        scheduler = FlowEulerScheduler(
+            prediction=self.config.model.prediction,
+            path=objective.path,
+            path_kwargs=objective.path_kwargs or None,
+        )
+        final = self.run_dir / "pipeline"
+        tmp = self.run_dir / ".tmp-pipeline"
         shutil.rmtree(tmp, ignore_errors=True)
-        self.ema.ema_model.save_pretrained(tmp)
+        RectifiedFlowPipeline(model=self.ema.ema_model, scheduler=scheduler).save_pretrained(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)

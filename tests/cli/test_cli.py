@@ -46,7 +46,7 @@ def test_help_lists_commands_and_examples() -> None:
 def test_train_then_sample(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "run"
     assert main(["train", CONFIG, "--out", str(run), *TINY]) == 0
-    assert (run / "model" / "config.json").is_file()
+    assert (run / "pipeline" / "model_index.json").is_file()
     capsys.readouterr()
     assert (
         main(
@@ -76,6 +76,21 @@ def test_train_then_sample(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
         == 0
     )
     assert Image.open(tmp_path / "s.png").size[0] > 100
+    assert (
+        main(
+            [
+                "sample",
+                str(run / "pipeline"),
+                "--nfe",
+                "2",
+                "--num",
+                "5",
+                "--out",
+                str(tmp_path / "p.safetensors"),
+            ]
+        )
+        == 0
+    )
 
 
 def test_errors_exit_with_code_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

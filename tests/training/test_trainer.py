@@ -35,7 +35,7 @@ def _train(run: Path, *overrides: str, resume: bool = False) -> Trainer:
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_file(run / "model" / "diffusion_pytorch_model.safetensors")
+    return load_file(run / "pipeline" / "model" / "diffusion_pytorch_model.safetensors")
 
 
 def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
@@ -68,7 +68,8 @@ def test_outputs_on_disk(tmp_path: Path) -> None:
         "step-00000005.png",
         "step-00000010.png",
     ]
-    assert (tmp_path / "model" / "config.json").is_file()
+    assert (tmp_path / "pipeline" / "model_index.json").is_file()
+    assert (tmp_path / "pipeline" / "scheduler" / "scheduler_config.json").is_file()
     assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.bin"))
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert {"step", "loss", "lr", "grad_norm", "steps_per_s"} <= set(record)
