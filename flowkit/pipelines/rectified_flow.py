@@ -167,6 +167,27 @@ class RectifiedFlowPipeline(FlowkitPipelineMixin, DiffusionPipeline):
         super().__init__()
         self.register_modules(model=model, scheduler=scheduler)
 
+    def accelerate(
+        self,
+        *,
+        xformers: str = "auto",
+        channels_last: bool | None = None,
+        compile: bool = False,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> RectifiedFlowPipeline:
+        """GPU options shared with the trainer (:func:`flowkit.models.acceleration.accelerate`):
+        xformers attention when available on CUDA, channels-last, ``torch.compile`` of the
+        model (the saved weights stay the uncompiled module's), and bf16/fp16 autocast of
+        its forward pass. Call after moving the pipeline to its device."""
+        from flowkit.models.acceleration import accelerate
+
+        device = next(self.model.parameters()).device
+        self._runner = accelerate(
+            self.model, device, xformers=xformers, channels_last=channels_last, compile=compile
+        )
+        self._autocast_dtype = autocast_dtype
+        return self
+
     @property
     def path(self):
         """The affine path of the scheduler's config (rectified when it names none)."""
@@ -208,13 +229,20 @@ class RectifiedFlowPipeline(FlowkitPipelineMixin, DiffusionPipeline):
         path = self.path
         x = self._initial_noise(model, batch_size, generator, latents, path.prior_std)
         cond = {} if class_labels is None else {"class_labels": class_labels.to(x.device)}
-        velocity = VelocityField(model, path, getattr(model, "prediction", "velocity"), cond)
+        runner = getattr(self, "_runner", None) or model
+        velocity = VelocityField(runner, path, getattr(model, "prediction", "velocity"), cond)
+        autocast_dtype = getattr(self, "_autocast_dtype", None)
         scale = scheduler.config.num_train_timesteps
 
         scheduler.set_timesteps(num_inference_steps, device=x.device)
         for ts in self.progress_bar(scheduler.timesteps):
             t = from_diffusers_flow(ts.to(torch.float64), num_train_timesteps=scale).t
-            v = velocity(x, t.to(x.dtype).expand(x.shape[0]))
+            with torch.autocast(
+                x.device.type,
+                dtype=autocast_dtype or torch.bfloat16,
+                enabled=autocast_dtype is not None,
+            ):
+                v = velocity(x, t.to(x.dtype).expand(x.shape[0])).to(x.dtype)
             model_output = to_diffusers_flow(t, v, num_train_timesteps=scale).model_output
             x = scheduler.step(model_output, ts, x).prev_sample
 

@@ -33,3 +33,31 @@ def test_model_folder_and_errors(tmp_path: Path) -> None:
     assert path.name == "rectified"
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         load_field(tmp_path)
+
+
+def test_accelerated_pipeline_gives_the_same_samples_on_cpu(tmp_path: Path) -> None:
+    from flowkit.models import unet
+
+    torch.manual_seed(0)
+    pipe = RectifiedFlowPipeline(model=unet("tiny"), scheduler=FlowEulerScheduler())
+    plain = pipe(
+        batch_size=2,
+        num_inference_steps=2,
+        output_type="pt",
+        generator=torch.Generator().manual_seed(1),
+    ).images
+    pipe.accelerate(channels_last=True)
+    fast = pipe(
+        batch_size=2,
+        num_inference_steps=2,
+        output_type="pt",
+        generator=torch.Generator().manual_seed(1),
+    ).images
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
+    bf16 = pipe.accelerate(autocast_dtype=torch.bfloat16)(
+        batch_size=2,
+        num_inference_steps=2,
+        output_type="pt",
+        generator=torch.Generator().manual_seed(1),
+    ).images
+    assert bf16.dtype == torch.float32 and (bf16 - plain).abs().max() < 0.1
