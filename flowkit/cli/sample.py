@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from flowkit.data import save_image_grid, save_scatter
+    from flowkit.pipelines.rectified_flow import sample_shape
     from flowkit.pipelines.runs import load_field
     from flowkit.solvers import SDE_METHODS, sample_ode, sample_sde, seeded_noise
     from flowkit.training.distributed import resolve_device
@@ -143,12 +144,3 @@ def run(args: argparse.Namespace) -> int:
     }
     print(json.dumps(report))
     return 0
-
-
-def sample_shape(model) -> tuple[int, ...]:
-    config = model.config
-    if "dim" in config:
-        return (config["dim"],)
-    size = config["sample_size"]
-    height, width = (size, size) if isinstance(size, int) else tuple(size)
-    return (config["in_channels"], height, width)

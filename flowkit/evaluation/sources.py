@@ -134,7 +134,7 @@ def iter_model_samples(
     device: torch.device | None = None,
 ) -> Iterator[tuple[Tensor, int]]:
     """``(images, nfe used)`` drawn from a trained model, sample ``i`` from ``(seed, i)``."""
-    from flowkit.cli.sample import sample_shape
+    from flowkit.pipelines.rectified_flow import sample_shape
     from flowkit.pipelines.runs import load_field
     from flowkit.solvers import sample_ode, seeded_noise
 
