@@ -7,13 +7,13 @@ import math
 from torch import nn
 from torch.utils.data import Dataset
 
-from flowkit.couplings import Independent
+from flowkit.couplings import Independent, MinibatchOT
 from flowkit.objectives import FlowMatchingLoss, TimeSampler, build_metric
 from flowkit.paths import check_prediction, get_path
 from flowkit.training.config import ConfigError, DataConfig, ModelConfig, RunConfig
 
 MODEL_KINDS = ("mlp", "unet")
-COUPLINGS = {"independent": Independent}
+COUPLINGS = {"independent": Independent, "minibatch_ot": MinibatchOT}
 
 
 def build_data(cfg: DataConfig) -> Dataset:
@@ -90,7 +90,7 @@ def build_objective(cfg: RunConfig) -> FlowMatchingLoss:
         path=get_path(objective.path, **objective.path_kwargs),
         time_sampler=TimeSampler(objective.time_sampler, **objective.time_sampler_kwargs),
         metric=build_metric(objective.metric, **metric_kwargs),
-        coupling=COUPLINGS[objective.coupling](),
+        coupling=COUPLINGS[objective.coupling](**objective.coupling_kwargs),
         prediction=cfg.model.prediction,
     )
 

@@ -56,6 +56,7 @@ class ObjectiveConfig:
     metric: str = "l2"
     metric_kwargs: dict[str, Any] = field(default_factory=dict)
     coupling: str = "independent"
+    coupling_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

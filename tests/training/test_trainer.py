@@ -121,3 +121,15 @@ def test_bf16_autocast_trains_and_saves_fp32_weights(tmp_path: Path) -> None:
     assert all(w.dtype == torch.float32 for w in weights.values())
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["loss"] == record["loss"] and trainer.step == 10  # finite, not NaN
+
+
+def test_minibatch_ot_coupling_from_the_config(tmp_path: Path) -> None:
+    trainer = _train(
+        tmp_path,
+        "train.steps=5",
+        "objective.coupling=minibatch_ot",
+        "objective.coupling_kwargs={method: exact}",
+    )
+    assert type(trainer.objective.coupling).__name__ == "MinibatchOT"
+    with pytest.raises(ConfigError, match="unknown objective.coupling 'ot'"):
+        _train(tmp_path / "b", "objective.coupling=ot")
