@@ -8,10 +8,10 @@ from pathlib import Path
 
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import is_accelerate_available
-from safetensors import safe_open
 
 from flowkit.models.mlp import MLPField
 from flowkit.models.unet import UNetField
+from flowkit.models.weights import check_safetensors
 
 __all__ = ["MODEL_CLASSES", "load_model"]
 
@@ -46,16 +46,7 @@ def load_model(path: str | os.PathLike) -> ModelMixin:
             f"{str(config_file)!r} names model class {class_name!r}; expected one of "
             f"{list(MODEL_CLASSES)}"
         )
-    weights = path / _WEIGHTS
-    if not weights.is_file():
-        raise FileNotFoundError(f"weights file {str(weights)!r} is missing")
-    try:
-        with safe_open(weights, framework="pt") as handle:
-            handle.keys()
-    except Exception as error:
-        raise ValueError(
-            f"weights file {str(weights)!r} is not valid safetensors: {error}"
-        ) from error
+    check_safetensors(path / _WEIGHTS)
     return MODEL_CLASSES[class_name].from_pretrained(
         path,
         use_safetensors=True,

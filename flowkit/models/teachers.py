@@ -220,7 +220,7 @@ def _diffusers_class(name: Any, base: type, where: Path) -> type:
 
 
 def _check_weights(folder: Path) -> None:
-    from safetensors import safe_open
+    from flowkit.models.weights import check_safetensors
 
     index = folder / f"{_WEIGHTS}.index.json"
     if index.is_file():
@@ -228,18 +228,7 @@ def _check_weights(folder: Path) -> None:
     else:
         files = [_WEIGHTS]
     for name in files:
-        weights = folder / name
-        if not weights.is_file():
-            raise FileNotFoundError(
-                f"weights file {str(weights)!r} is missing (only safetensors weights are read)"
-            )
-        try:
-            with safe_open(weights, framework="pt") as handle:
-                handle.keys()
-        except Exception as error:
-            raise ValueError(
-                f"weights file {str(weights)!r} is not valid safetensors: {error}"
-            ) from error
+        check_safetensors(folder / name)
 
 
 def _load_model(folder: Path, class_name: Any = None) -> nn.Module:

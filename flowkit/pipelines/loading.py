@@ -54,7 +54,8 @@ import os
 from pathlib import Path
 
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
-from safetensors import safe_open
+
+from flowkit.models.weights import check_safetensors
 
 __all__ = ["PIPELINE_CLASSES", "check_pipeline_dir", "load_pipeline"]
 
@@ -108,18 +109,7 @@ def check_pipeline_dir(path: str | os.PathLike) -> dict:
             _read_json(folder / _SCHEDULER_CONFIG)
             continue
         _read_json(folder / "config.json")
-        weights = folder / WEIGHTS_NAME
-        if not weights.is_file():
-            raise FileNotFoundError(
-                f"weights file {str(weights)!r} is missing (only safetensors weights are read)"
-            )
-        try:
-            with safe_open(weights, framework="pt") as handle:
-                handle.keys()
-        except Exception as error:
-            raise ValueError(
-                f"weights file {str(weights)!r} is not valid safetensors: {error}"
-            ) from error
+        check_safetensors(folder / WEIGHTS_NAME)
     return index
 
 
