@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -17,17 +18,34 @@ from flowkit.training.checkpoint import decode_rng, encode_rng
 from flowkit.training.index_stream import IndexStream
 
 
+@dataclass
+class Batch:
+    """One training batch: data ``x1``, optional ``labels`` and, for paired data (reflow),
+    the noise ``x0`` each ``x1`` was generated from."""
+
+    x1: Tensor
+    labels: Tensor | None = None
+    x0: Tensor | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
+        return Batch(move(self.x1), move(self.labels), move(self.x0))
+
+
 class InMemoryBatches:
-    """Gathers ``dataset.batch(indices)`` straight from tensors held in memory."""
+    """Gathers ``dataset.batch(indices)`` straight from tensors held in memory (or memory
+    maps); a data set whose ``batch`` returns a :class:`Batch` supplies paired noise."""
 
     def __init__(self, dataset, stream: IndexStream, device: torch.device, seed: int) -> None:
         self.dataset, self.stream, self.device = dataset, stream, device
         self.augment = torch.Generator().manual_seed(seed)
 
-    def next(self) -> tuple[Tensor, Tensor | None]:
-        x, labels = self.dataset.batch(self.stream.next_batch(), generator=self.augment)
-        x = x.to(self.device, non_blocking=True)
-        return x, None if labels is None else labels.to(self.device, non_blocking=True)
+    def next(self) -> Batch:
+        items = self.dataset.batch(self.stream.next_batch(), generator=self.augment)
+        batch = items if isinstance(items, Batch) else Batch(*items)
+        return batch.to(self.device)
 
     def state(self) -> dict:
         return {"stream": self.stream.state(), "augment": encode_rng(self.augment.get_state())}
@@ -82,14 +100,12 @@ class LoaderBatches:
         )
         self._iterator = iter(loader)
 
-    def next(self) -> tuple[Tensor, Tensor | None]:
+    def next(self) -> Batch:
         if self._iterator is None:
             self._start()
         items = next(self._iterator)
         self._consumed = self._sampler.positions.popleft()
-        x = items[0].to(self.device, non_blocking=True)
-        labels = items[1].to(self.device, non_blocking=True) if len(items) > 1 else None
-        return x, labels
+        return Batch(items[0], items[1] if len(items) > 1 else None).to(self.device)
 
     def state(self) -> dict:
         return {"stream": dict(self._consumed)}

@@ -31,6 +31,7 @@ class DataConfig:
     random_flip: bool | None = None
     seed: int = 0
     num_workers: int = 0
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -47,8 +48,14 @@ class ModelConfig:
 
 @dataclass
 class ObjectiveConfig:
-    """The loss: path, time law, metric, coupling."""
+    """The loss: its kind, path, time law, metric, coupling, and kind-specific ``kwargs``.
 
+    ``kind`` is ``flow_matching`` (default), ``diffusion``, ``rectified_diffusion`` or
+    ``multiplicative``; see :func:`flowkit.training.builders.build_objective`.
+    """
+
+    kind: str = "flow_matching"
+    kwargs: dict[str, Any] = field(default_factory=dict)
     path: str = "rectified"
     path_kwargs: dict[str, Any] = field(default_factory=dict)
     time_sampler: str = "uniform"

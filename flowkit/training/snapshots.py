@@ -29,9 +29,13 @@ def draw_samples(
 
 
 def write_snapshot(
-    model: nn.Module, dataset, config: RunConfig, out: Path, path: AffinePath
+    model: nn.Module, dataset, config: RunConfig, out: Path, objective
 ) -> Path | None:
-    """A PNG grid (images) or scatter plot over the data (2-D); nothing for other shapes."""
+    """A PNG grid (images) or scatter plot over the data (2-D); nothing for other shapes.
+
+    Samples come from ``objective.generate(model, num, shape, seed, device)`` when the
+    objective has one, else from the ODE on ``objective.path``.
+    """
     from flowkit.data import save_image_grid, save_scatter
 
     shape = tuple(dataset.sample_shape)
@@ -41,16 +45,21 @@ def write_snapshot(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    samples = draw_samples(
-        model,
-        shape,
-        cfg.sample_num,
-        cfg.sample_nfe,
-        cfg.sample_method,
-        path,
-        cfg.seed + 12345,
-        device,
-    )
+    seed = cfg.seed + 12345
+    if hasattr(objective, "generate"):
+        with torch.no_grad():
+            samples = objective.generate(model, cfg.sample_num, shape, seed, device).cpu()
+    else:
+        samples = draw_samples(
+            model,
+            shape,
+            cfg.sample_num,
+            cfg.sample_nfe,
+            cfg.sample_method,
+            objective.path,
+            seed,
+            device,
+        )
     model.train(was_training)
     if len(shape) == 3:
         return save_image_grid(samples, out)

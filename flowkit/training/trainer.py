@@ -178,10 +178,12 @@ class Trainer:
 
     def _train_step(self, autocast) -> tuple[torch.Tensor, torch.Tensor | None]:
         cfg = self.config
-        x1, labels = self.batches.next()
-        cond = labels if cfg.model.class_conditional else None
+        batch = self.batches.next()
+        cond = batch.labels if cfg.model.class_conditional else None
         with autocast:
-            loss = self.objective(self.forward_model, x1, cond=cond, generator=self.noise).mean()
+            loss = self.objective(
+                self.forward_model, batch.x1, x0=batch.x0, cond=cond, generator=self.noise
+            ).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = None
@@ -277,22 +279,27 @@ class Trainer:
             self.dataset,
             self.config,
             self.run_dir / "samples" / name,
-            self.objective.path,
+            self.objective,
         )
 
     def _save_pipeline(self) -> None:
-        """The EMA model and an Euler scheduler on the run's path, as a diffusers pipeline."""
+        """The EMA model as a diffusers pipeline: the objective's own (``pipeline(model)``)
+        or an Euler flow scheduler on the run's path."""
         from flowkit.pipelines import FlowEulerScheduler, RectifiedFlowPipeline
 
-        objective = self.config.objective
-        scheduler = FlowEulerScheduler(
-            prediction=self.config.model.prediction,
-            path=objective.path,
-            path_kwargs=objective.path_kwargs or None,
-        )
+        if hasattr(self.objective, "pipeline"):
+            pipeline = self.objective.pipeline(self.ema.ema_model)
+        else:
+            objective = self.config.objective
+            scheduler = FlowEulerScheduler(
+                prediction=self.config.model.prediction,
+                path=objective.path,
+                path_kwargs=objective.path_kwargs or None,
+            )
+            pipeline = RectifiedFlowPipeline(model=self.ema.ema_model, scheduler=scheduler)
         final = self.run_dir / "pipeline"
         tmp = self.run_dir / ".tmp-pipeline"
         shutil.rmtree(tmp, ignore_errors=True)
-        RectifiedFlowPipeline(model=self.ema.ema_model, scheduler=scheduler).save_pretrained(tmp)
+        pipeline.save_pretrained(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
