@@ -7,10 +7,11 @@ import sys
 
 from flowkit import __version__
 from flowkit.cli import evaluate as evaluate_commands
+from flowkit.cli import reflow as reflow_command
 from flowkit.cli import sample as sample_command
 from flowkit.cli import train as train_command
 
-COMMANDS = [train_command, sample_command, evaluate_commands]
+COMMANDS = [train_command, sample_command, reflow_command, evaluate_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  flowkit train configs/digits.yaml --out runs/digits\n"
             "  flowkit sample runs/digits --nfe 4 --num 64 --out digits.png\n"
+            "  flowkit reflow runs/digits --num 20000 --out pairs/digits\n"
             "  flowkit stats digits --out refs/digits.npz\n"
             "  flowkit fid runs/digits --nfe 4 --num 2000 --ref refs/digits.npz\n"
             "run 'flowkit COMMAND --help' for each command's options."

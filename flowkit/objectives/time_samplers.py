@@ -18,6 +18,10 @@ density and CDF, for tests and plots. Kinds:
   ``x_t = t x1 + (1 - t) x0 = t (x1 + sigma x0)`` with ``sigma = (1 - t) / t``, so
   ``t = 1 / (1 + sigma) = sigmoid(-ln sigma)``: ``t`` is logit-normal with mean ``-mean``
   and the same ``std``.
+- ``"k_step"``: Liu et al.'s k-step distillation: ``t`` uniform on the grid
+  ``{0, 1/k, ..., (k-1)/k}``, ``k = 1`` by default, so the network learns the Euler
+  steps ``x_{t+1/k} = x_t + v(x_t, t) / k`` of a k-step sampler (``k = 1``: the one-step
+  map ``T(z0) = z0 + v(z0, 0)``). Discrete: it has a CDF but no density.
 
 Draws use only the generator passed in (never the global RNG), so a seeded generator
 gives the same times on every run and device.
@@ -30,12 +34,13 @@ import math
 import torch
 from torch import Tensor
 
-KINDS = ("uniform", "logit_normal", "u_shaped", "lognormal")
+KINDS = ("uniform", "logit_normal", "u_shaped", "lognormal", "k_step")
 _DEFAULTS: dict[str, dict[str, float]] = {
     "uniform": {"eps": 1e-3},
     "logit_normal": {"mean": 0.0, "std": 1.0},
     "u_shaped": {"a": 4.0, "clip": 1e-5},
     "lognormal": {"mean": -1.2, "std": 1.2},
+    "k_step": {"k": 1},
 }
 
 
@@ -48,6 +53,8 @@ def _check_params(kind: str, params: dict[str, float]) -> None:
             raise ValueError(f"{kind}: std={params['std']} must be > 0")
         if not math.isfinite(params["mean"]):
             raise ValueError(f"{kind}: mean={params['mean']} must be finite")
+    if kind == "k_step" and not (params["k"] >= 1 and float(params["k"]).is_integer()):
+        raise ValueError(f"k_step: k={params['k']} must be an integer >= 1")
     if kind == "u_shaped":
         if not params["a"] > 0:
             raise ValueError(f"u_shaped: a={params['a']} must be > 0")
@@ -60,8 +67,8 @@ class TimeSampler:
 
     Args:
         kind: ``"uniform"`` (kw ``eps``), ``"logit_normal"`` (kw ``mean``, ``std``),
-            ``"u_shaped"`` (kw ``a``, ``clip``) or ``"lognormal"`` (kw ``mean``, ``std``
-            of ``ln sigma``). See the module docstring for the math and defaults.
+            ``"u_shaped"`` (kw ``a``, ``clip``), ``"lognormal"`` (kw ``mean``, ``std``
+            of ``ln sigma``) or ``"k_step"`` (kw ``k``). See the module docstring for the math and defaults.
 
     Attributes:
         kind: the kind's name.
@@ -116,13 +123,22 @@ class TimeSampler:
             u = 1 + torch.log(uniform[0] + (1 - uniform[0]) * math.exp(-a)) / a
             u = torch.where(uniform[1] < 0.5, u, 1 - u)
             t = u * (1 - 2 * clip) + clip
+        elif self.kind == "k_step":
+            k = int(self.params["k"])
+            t = torch.randint(k, (n,), generator=generator, device=draw_device) / k
         else:
             mean, std = self._logit_normal()
             t = torch.sigmoid(mean + std * torch.randn(n, **options))
         return t.to(device=device, dtype=torch.float32)
 
     def density(self, t: Tensor) -> Tensor:
-        """The exact pdf ``p(t)``, elementwise, zero outside the support (float64)."""
+        """The exact pdf ``p(t)``, elementwise, zero outside the support (float64).
+
+        Raises:
+            ValueError: for ``"k_step"``, a discrete law without a density.
+        """
+        if self.kind == "k_step":
+            raise ValueError("the k_step time law is discrete: it has a cdf but no density")
         t = torch.as_tensor(t, dtype=torch.float64)
         if self.kind == "uniform":
             eps = self.params["eps"]
@@ -155,6 +171,9 @@ class TimeSampler:
             # [(e^{a u} - 1) + (e^a - e^{a (1 - u)})] / (2 (e^a - 1)), divided through by e^a.
             numerator = torch.exp(a * (u - 1)) - math.exp(-a) + 1 - torch.exp(-a * u)
             return numerator / (2 * -math.expm1(-a))
+        if self.kind == "k_step":
+            k = self.params["k"]
+            return ((torch.floor(t * k) + 1) / k).clamp(0, 1)
         mean, std = self._logit_normal()
         z = (torch.logit(t.clamp(0, 1)) - mean) / std
         return torch.special.ndtr(z)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import torch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -16,8 +18,24 @@ MODEL_KINDS = ("mlp", "unet")
 COUPLINGS = {"independent": Independent, "minibatch_ot": MinibatchOT}
 
 
-def build_data(cfg: DataConfig) -> Dataset:
-    """The training set named by ``data.name`` (see :func:`flowkit.data.build_dataset`)."""
+REFLOW_DATA = ("pairs", "teacher")
+
+
+def build_data(cfg: DataConfig, device: torch.device | None = None) -> Dataset:
+    """The training set named by ``data.name``.
+
+    - a built-in or folder data set (see :func:`flowkit.data.build_dataset`);
+    - ``"pairs"``: stored reflow pairs in ``data.root`` (:class:`flowkit.reflow.PairDataset`;
+      ``data.kwargs.verify``);
+    - ``"teacher"``: online reflow, ``data.num_points`` pairs made on the fly by the model
+      in ``data.root`` from noise seeded by ``(data.seed, i)``
+      (:class:`flowkit.reflow.OnlinePairs`; ``data.kwargs``: ``method``, ``nfe``, ``grid``,
+      ``rtol``, ``atol`` of the teacher's solver).
+    """
+    if cfg.name in REFLOW_DATA:
+        return _reflow_data(cfg, device)
+    if cfg.kwargs:
+        raise ConfigError(f"data.kwargs {sorted(cfg.kwargs)} do not apply to data {cfg.name!r}")
     from flowkit.data import build_dataset
 
     return build_dataset(
@@ -29,6 +47,24 @@ def build_data(cfg: DataConfig) -> Dataset:
         image_size=cfg.image_size,
         channels=cfg.channels,
     )
+
+
+def _reflow_data(cfg: DataConfig, device: torch.device | None) -> Dataset:
+    from flowkit.reflow import OnlinePairs, PairDataset, SolverSpec, load_teacher
+
+    if cfg.root is None:
+        what = "pair directory" if cfg.name == "pairs" else "teacher run or pipeline"
+        raise ConfigError(f"data.name={cfg.name!r} needs data.root: the {what}")
+    if cfg.name == "pairs":
+        return PairDataset(cfg.root, **cfg.kwargs)
+    solver_keys = {f.name for f in dataclasses.fields(SolverSpec)}
+    unknown = sorted(set(cfg.kwargs) - solver_keys)
+    if unknown:
+        raise ConfigError(
+            f"data.kwargs.{unknown[0]} is not a teacher solver option; valid: {sorted(solver_keys)}"
+        )
+    teacher = load_teacher(cfg.root).to(device or torch.device("cpu"))
+    return OnlinePairs(teacher, cfg.num_points, SolverSpec(**cfg.kwargs), seed=cfg.seed)
 
 
 def build_model(cfg: ModelConfig, dataset: Dataset) -> nn.Module:

@@ -78,7 +78,7 @@ class Trainer:
 
         cfg, device = config, self.dist.device
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-        self.dataset = build_data(cfg.data)
+        self.dataset = build_data(cfg.data, device)
         self.model = build_model(cfg.model, self.dataset).to(device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
         self.objective = build_objective(cfg)

@@ -129,7 +129,7 @@ def test_lognormal_matches_edm_noise_levels():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_seeded_generator_is_deterministic_and_the_only_rng_used(kind):
-    sampler = TimeSampler(kind)
+    sampler = TimeSampler(kind, **({"k": 8} if kind == "k_step" else {}))
     torch.manual_seed(123)
     global_state = torch.random.get_rng_state()
     first, again, other = draw(sampler, 64, seed=7), draw(sampler, 64, seed=7), draw(sampler, 64, 8)
@@ -158,11 +158,26 @@ def test_repr_and_attributes():
         ("lognormal", {"std": -1.0}, "std=-1.0 must be > 0"),
         ("lognormal", {"mean": math.inf}, "mean=inf must be finite"),
         ("logit_normal", {"a": 4.0}, r"unknown parameter\(s\) \['a'\]"),
+        ("k_step", {"k": 0}, "k=0.0 must be an integer >= 1"),
+        ("k_step", {"k": 2.5}, "k=2.5 must be an integer >= 1"),
     ],
 )
 def test_errors(kind, kw, match):
     with pytest.raises(ValueError, match=match):
         TimeSampler(kind, **kw)
+
+
+def test_k_step_draws_the_grid_of_a_k_step_sampler_uniformly():
+    sampler = TimeSampler("k_step", k=4)
+    t = draw(sampler, 40_000)
+    values, counts = t.unique(return_counts=True)
+    assert values.tolist() == [0.0, 0.25, 0.5, 0.75]
+    assert stats.chisquare(counts.numpy()).pvalue > 0.01
+    grid = torch.tensor([-0.1, 0.0, 0.3, 0.75, 1.0])
+    assert sampler.cdf(grid).tolist() == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert draw(TimeSampler("k_step"), 100).eq(0).all()  # k = 1: the one-step map at t = 0
+    with pytest.raises(ValueError, match="discrete"):
+        sampler.density(grid)
 
 
 def test_negative_n_is_an_error():

@@ -1,0 +1,170 @@
+"""Generate a teacher's (noise, sample) pairs: sharded, resumable, split across processes.
+
+Layout: pair ``i`` lives in shard ``i // shard_size``; inside a shard the teacher runs on
+consecutive batches of ``batch_size`` rows. Pair ``i``'s noise (and label) come from a
+generator seeded by ``(seed, i)`` alone, and the batches are fixed by ``(shard_size,
+batch_size)``, so the data set is the same whether one process writes it or several
+(process ``r`` of ``W`` writes shards ``r, r + W, ...``), and whether or not it was
+interrupted: a shard is written to a temporary file and renamed, so after a kill every
+``pairs-*.safetensors`` present is whole, and a restart writes exactly the missing ones.
+
+Note on adaptive solvers: their step sizes are chosen per batch, so changing
+``batch_size`` changes pairs within the solver tolerance; it is part of the plan that a
+restart must match.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from flowkit.reflow.manifest import STORAGE_DTYPES, Manifest, ShardRecord, plan_differences
+from flowkit.reflow.shards import MappedShard, file_sha256, write_shard
+from flowkit.reflow.teacher import LoadedTeacher, SolverSpec
+from flowkit.training.distributed import barrier
+
+
+def _dist() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _shard_is_whole(path: Path, manifest: Manifest, index: int) -> bool:
+    """A shard left by an earlier run counts only if it holds exactly its planned rows."""
+    if not path.is_file():
+        return False
+    start, stop = manifest.shard_range(index)
+    shard = MappedShard(path)
+    return len(shard) == stop - start and shard.metadata.get("start") == str(start)
+
+
+def _check_arguments(num: int, batch_size: int, shard_size: int, dtype: str) -> None:
+    if num < 1:
+        raise ValueError(f"num={num}: the number of pairs must be >= 1")
+    if batch_size < 1 or shard_size < 1:
+        raise ValueError(f"batch_size={batch_size} and shard_size={shard_size} must be >= 1")
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"dtype={dtype!r}; expected one of {list(STORAGE_DTYPES)}")
+
+
+def generate_pairs(
+    teacher: LoadedTeacher,
+    num: int,
+    out: str | os.PathLike,
+    solver: SolverSpec | None = None,
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+    shard_size: int = 8192,
+    dtype: str = "float32",
+    progress: bool = True,
+) -> Manifest:
+    """Write ``num`` pairs of ``teacher`` to ``out`` (or finish a partial run there).
+
+    Each process of a ``torchrun`` group calls this with the same arguments; the teacher
+    should already sit on the process's device. Returns the complete manifest.
+
+    Raises:
+        ValueError: bad sizes, or ``out`` holds pairs of a different plan (the message
+            names each differing setting).
+    """
+    _check_arguments(num, batch_size, shard_size, dtype)
+    solver = solver or SolverSpec()
+    out = Path(out)
+    rank, world = _dist()
+    manifest = Manifest(
+        teacher=teacher.source,
+        teacher_digest=teacher.digest(),
+        solver=solver.as_dict(),
+        seed=seed,
+        num=num,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        dtype=dtype,
+        sample_shape=list(teacher.sample_shape),
+        num_classes=teacher.num_classes,
+    )
+    if (out / "manifest.json").is_file():
+        saved = Manifest.load(out)
+        differences = plan_differences(saved, manifest)
+        if differences:
+            raise ValueError(
+                f"{str(out)!r} already holds pairs of another plan: {'; '.join(differences)}. "
+                "Use another --out, or the same settings to resume."
+            )
+        if saved.complete:
+            return saved
+    barrier()
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        manifest.save(out)
+    barrier()
+
+    mine = list(range(rank, manifest.num_shards, world))
+    todo = [k for k in mine if not _shard_is_whole(out / manifest.shard_file(k), manifest, k)]
+    _write_shards(teacher, manifest, out, solver, todo, progress and rank == 0)
+    barrier()
+    if rank == 0:
+        manifest.nfe_per_pair = _mean_nfe(out, manifest)
+        manifest.shards = [
+            ShardRecord(
+                file=manifest.shard_file(k),
+                start=manifest.shard_range(k)[0],
+                count=manifest.shard_range(k)[1] - manifest.shard_range(k)[0],
+                sha256=file_sha256(out / manifest.shard_file(k)),
+            )
+            for k in range(manifest.num_shards)
+        ]
+        manifest.complete = True
+        manifest.save(out)
+    barrier()
+    return Manifest.load(out)
+
+
+def _mean_nfe(out: Path, manifest: Manifest) -> float | None:
+    """Mean teacher evaluations per batch (= per pair's trajectory), from every shard's
+    recorded count."""
+    values = []
+    for k in range(manifest.num_shards):
+        meta = MappedShard(out / manifest.shard_file(k)).metadata
+        if "nfe_per_batch" in meta:
+            values.append(float(meta["nfe_per_batch"]))
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def _write_shards(
+    teacher: LoadedTeacher,
+    manifest: Manifest,
+    out: Path,
+    solver: SolverSpec,
+    shards: list[int],
+    show: bool,
+) -> None:
+    storage = getattr(torch, manifest.dtype)
+    total = sum(manifest.shard_range(k)[1] - manifest.shard_range(k)[0] for k in shards)
+    bar = tqdm(total=total, unit="pair", desc="reflow pairs", dynamic_ncols=True, disable=not show)
+    for k in shards:
+        start, stop = manifest.shard_range(k)
+        parts: dict[str, list[torch.Tensor]] = {"x0": [], "x1": [], "cond": []}
+        shard_nfe = 0
+        for lo in range(start, stop, manifest.batch_size):
+            indices = range(lo, min(lo + manifest.batch_size, stop))
+            x0 = teacher.noise(indices, manifest.seed)
+            labels = teacher.labels(indices, manifest.seed)
+            x1, nfe = teacher.integrate(x0, labels, solver)
+            parts["x0"].append(x0.to(storage))
+            parts["x1"].append(x1.cpu().to(storage))
+            if labels is not None:
+                parts["cond"].append(labels)
+            shard_nfe += nfe
+            bar.update(len(indices))  # tqdm shows pairs/s and the ETA
+            bar.set_postfix(nfe_per_batch=nfe)
+        tensors = {key: torch.cat(value) for key, value in parts.items() if value}
+        n_batches = -(-(stop - start) // manifest.batch_size)
+        metadata = {"start": str(start), "nfe_per_batch": str(shard_nfe / n_batches)}
+        write_shard(out / manifest.shard_file(k), tensors, metadata)
+    bar.close()
