@@ -12,7 +12,7 @@ EXAMPLES = """examples:
   flowkit reflow runs/cifar10 --num 1000000 --out pairs/cifar10 --dtype float16
   flowkit reflow ddpm-pipeline/ --method ddim --nfe 50 --num 50000 --out pairs/ddpm
   torchrun --standalone --nproc_per_node=8 -m flowkit reflow runs/cifar10 \\
-      --num 1000000 --out pairs/cifar10 --batch-size 1000          # same pairs as 1 process
+      -n 1000000 --out pairs/cifar10 --batch-size 1000             # same pairs as 1 process
 Rerun the same command after an interruption: finished shards are kept, the rest written.
 """
 
@@ -33,7 +33,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="the teacher: a run, pipeline or diffusers directory")
-    parser.add_argument("--num", type=int, required=True, help="number of pairs")
+    parser.add_argument(
+        "--num",
+        "-n",
+        type=int,
+        required=True,
+        help="number of pairs (under torchrun write -n: torchrun reads --num as its --numa-*)",
+    )
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument(
         "--method",

@@ -68,7 +68,8 @@ class TimeSampler:
     Args:
         kind: ``"uniform"`` (kw ``eps``), ``"logit_normal"`` (kw ``mean``, ``std``),
             ``"u_shaped"`` (kw ``a``, ``clip``), ``"lognormal"`` (kw ``mean``, ``std``
-            of ``ln sigma``) or ``"k_step"`` (kw ``k``). See the module docstring for the math and defaults.
+            of ``ln sigma``) or ``"k_step"`` (kw ``k``). See the module docstring for the
+            math and defaults.
 
     Attributes:
         kind: the kind's name.

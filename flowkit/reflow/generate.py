@@ -39,7 +39,7 @@ def _shard_is_whole(path: Path, manifest: Manifest, index: int) -> bool:
         return False
     start, stop = manifest.shard_range(index)
     shard = MappedShard(path)
-    return len(shard) == stop - start and shard.metadata.get("start") == str(start)
+    return len(shard) == stop - start and shard.info.get("start") == start
 
 
 def _check_arguments(num: int, batch_size: int, shard_size: int, dtype: str) -> None:
@@ -130,9 +130,9 @@ def _mean_nfe(out: Path, manifest: Manifest) -> float | None:
     recorded count."""
     values = []
     for k in range(manifest.num_shards):
-        meta = MappedShard(out / manifest.shard_file(k)).metadata
-        if "nfe_per_batch" in meta:
-            values.append(float(meta["nfe_per_batch"]))
+        info = MappedShard(out / manifest.shard_file(k)).info
+        if "nfe_per_batch" in info:
+            values.append(float(info["nfe_per_batch"]))
     return round(sum(values) / len(values), 3) if values else None
 
 
@@ -165,6 +165,6 @@ def _write_shards(
             bar.set_postfix(nfe_per_batch=nfe)
         tensors = {key: torch.cat(value) for key, value in parts.items() if value}
         n_batches = -(-(stop - start) // manifest.batch_size)
-        metadata = {"start": str(start), "nfe_per_batch": str(shard_nfe / n_batches)}
-        write_shard(out / manifest.shard_file(k), tensors, metadata)
+        info = {"start": start, "nfe_per_batch": shard_nfe / n_batches}
+        write_shard(out / manifest.shard_file(k), tensors, info)
     bar.close()

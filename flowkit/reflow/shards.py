@@ -42,9 +42,15 @@ def shard_name(index: int) -> str:
     return SHARD_PATTERN.format(index)
 
 
-def write_shard(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> None:
-    """Write ``tensors`` to ``path`` through a temporary file renamed into place."""
+def write_shard(path: Path, tensors: dict[str, Tensor], info: dict) -> None:
+    """Write ``tensors`` to ``path`` through a temporary file renamed into place.
+
+    ``info`` is stored as one JSON string under the metadata key ``"shard"``: safetensors
+    writes several metadata keys in no fixed order, which would make the bytes (and the
+    checksum) of identical shards differ.
+    """
     tmp = path.with_name(path.name + ".tmp")
+    metadata = {"shard": json.dumps(info, sort_keys=True)}
     save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
     os.replace(tmp, path)
 
@@ -85,7 +91,11 @@ class MappedShard:
     def __init__(self, path: Path) -> None:
         self.path = path
         header, start = read_header(path)
-        self.metadata: dict[str, str] = header.pop("__metadata__", {}) or {}
+        metadata = header.pop("__metadata__", {}) or {}
+        try:
+            self.info: dict = json.loads(metadata.get("shard", "{}"))
+        except json.JSONDecodeError as error:
+            raise CorruptShardError(f"shard {str(path)!r} has unreadable metadata") from error
         self.arrays: dict[str, tuple[np.memmap, torch.dtype]] = {}
         file_size = path.stat().st_size
         for name, info in header.items():
