@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["save_image_grid", "save_scatter", "save_trajectories"]
+__all__ = ["image_grid", "save_image_grid", "save_scatter", "save_trajectories", "scatter_image"]
 
 _MIN_TILE = 64
 _PAD = 2
@@ -43,7 +43,14 @@ def _write_atomic(image: Image.Image, path: str | os.PathLike) -> Path:
 
 
 def save_image_grid(x: Tensor, path: str | os.PathLike, nrow: int | None = None) -> Path:
-    """Save images ``x`` of shape ``(B, C, H, W)``, ``C`` in {1, 3}, values in ``[-1, 1]``.
+    """Save images ``x`` of shape ``(B, C, H, W)``, ``C`` in {1, 3}, values in ``[-1, 1]``,
+    as the grid :func:`image_grid` draws."""
+    return _write_atomic(image_grid(x, nrow), path)
+
+
+def image_grid(x: Tensor, nrow: int | None = None) -> Image.Image:
+    """Images ``x`` of shape ``(B, C, H, W)``, ``C`` in {1, 3}, values in ``[-1, 1]``, as
+    one picture.
 
     Tiles are upscaled by the integer factor ``ceil(64 / max(H, W))`` with nearest
     neighbour (8x8 digits become 64x64) and separated by 2 grey pixels.
@@ -70,7 +77,7 @@ def save_image_grid(x: Tensor, path: str | os.PathLike, nrow: int | None = None)
     for k in range(b):
         top, left = _PAD + (k // ncol) * (th + _PAD), _PAD + (k % ncol) * (tw + _PAD)
         grid[top : top + th, left : left + tw] = tiles[k].transpose(1, 2, 0)
-    return _write_atomic(Image.fromarray(grid[..., 0] if c == 1 else grid), path)
+    return Image.fromarray(grid[..., 0] if c == 1 else grid)
 
 
 def _stamp(canvas: np.ndarray, points: np.ndarray, lim: float, color: tuple[int, int, int]) -> None:
@@ -91,7 +98,12 @@ def save_scatter(
     reference: Tensor | None = None,
     lim: float = 1.6,
 ) -> Path:
-    """Save a scatter plot of ``points`` ``(N, 2)`` on a white 512x512 canvas.
+    """Save the scatter plot :func:`scatter_image` draws."""
+    return _write_atomic(scatter_image(points, reference, lim), path)
+
+
+def scatter_image(points: Tensor, reference: Tensor | None = None, lim: float = 1.6) -> Image.Image:
+    """A scatter plot of ``points`` ``(N, 2)`` on a white 512x512 canvas.
 
     The canvas spans ``[-lim, lim]^2`` inside a light frame; points outside are dropped.
     ``reference`` ``(M, 2)`` (for example data samples) is drawn in light grey beneath.
@@ -110,7 +122,7 @@ def save_scatter(
         _stamp(canvas, array[np.isfinite(array).all(axis=1)], lim, color)
     canvas[[0, -1], :] = _FRAME_COLOR
     canvas[:, [0, -1]] = _FRAME_COLOR
-    return _write_atomic(Image.fromarray(canvas), path)
+    return Image.fromarray(canvas)
 
 
 def save_trajectories(

@@ -163,8 +163,10 @@ def fid(
     tic = time.perf_counter()
     used_nfe: list[int] = []
     if is_model_dir(source):
-        if nfe is None or num is None:
-            raise ValueError("sampling a model for FID needs both --nfe and --num")
+        from flowkit.solvers.ode import ADAPTIVE_METHODS
+
+        if num is None or (nfe is None and method not in ADAPTIVE_METHODS):
+            raise ValueError("sampling a model for FID needs --num, and --nfe unless adaptive")
         draws = iter_model_samples(
             source, rank_indices(num, rank, world), batch_size, nfe, method, seed, device
         )

@@ -110,7 +110,7 @@ def test_fid_errors_are_named(
     torch.manual_seed(0)
     unet("tiny").save_pretrained(tmp_path / "model")
     assert main(["fid", str(tmp_path / "model"), "--ref", str(digits_ref)]) == 2
-    assert "needs both --nfe and --num" in capsys.readouterr().err
+    assert "needs --num, and --nfe unless adaptive" in capsys.readouterr().err
     assert main(["fid", str(tmp_path / "nowhere"), "--ref", str(digits_ref)]) == 2
     assert "nowhere" in capsys.readouterr().err
     assert main(["fid", str(tmp_path / "model"), "--ref", str(tmp_path / "no.npz")]) == 2

@@ -1,0 +1,171 @@
+"""Quality against NFE for a teacher and its reflowed students: a markdown table and a
+figure.
+
+Images are judged by FID (the reference's feature network, samples ``i`` from noise
+seeded by ``(seed, i)``), 2-D data by the sliced Wasserstein distance to held-out data;
+every model also gets its straightness ``S`` (Liu et al.; 0 means straight paths at
+constant speed) along 100 Euler steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from flowkit.evaluation.sliced import sliced_wasserstein
+from flowkit.evaluation.straightness import straightness
+from flowkit.pipelines.rectified_flow import sample_shape
+from flowkit.pipelines.runs import load_field
+from flowkit.solvers import sample_ode, seeded_noise
+
+
+@dataclass
+class Judge:
+    """How samples are scored: ``fid`` against ``reference`` (a stats ``.npz``), or
+    ``sw`` against ``held_out`` points ``(M, 2)``."""
+
+    metric: str
+    num: int
+    reference: str | None = None
+    held_out: torch.Tensor | None = None
+    device: torch.device | None = None
+    progress: bool = True
+    seed: int = 0
+
+    def score(self, model_dir: Path, nfe: int | None, method: str) -> tuple[float, int]:
+        """``(score, nfe used)`` of ``model_dir`` sampled with ``method``."""
+        if self.metric == "fid":
+            from flowkit.evaluation.fid import fid
+
+            result = fid(
+                str(model_dir),
+                self.reference,
+                nfe=nfe,
+                num=self.num,
+                method=method,
+                seed=self.seed,
+                device=self.device,
+                progress=self.progress,
+            )
+            return result.fid, int(result.nfe)
+        out = draw(model_dir, self.num, nfe, method, self.seed, self.device)
+        return float(sliced_wasserstein(out.x.cpu(), self.held_out)), out.nfe
+
+
+def draw(model_dir: Path, num: int, nfe: int | None, method: str, seed: int = 0, device=None):
+    """``num`` samples of the model at ``model_dir`` (a :class:`SampleResult`)."""
+    device = device or torch.device("cpu")
+    model, path = load_field(model_dir)
+    model = model.to(device).eval()
+    x0 = seeded_noise(sample_shape(model), range(num), seed).to(device)
+    return sample_ode(model, x0 * path.prior_std, nfe=nfe, method=method, path=path)
+
+
+@dataclass
+class Row:
+    """One model's line of the table."""
+
+    name: str
+    scores: dict[int, float]  # Euler NFE -> score
+    straightness: float
+    reference_score: float | None = None  # the teacher at its own (many-step) solver
+    reference_nfe: int | None = None
+
+
+def model_straightness(model_dir: Path, num: int, seed: int = 0, device=None) -> float:
+    """``S`` of the model at ``model_dir`` from ``num`` seeded noises, 100 Euler steps."""
+    device = device or torch.device("cpu")
+    model, path = load_field(model_dir)
+    model = model.to(device).eval()
+    x0 = seeded_noise(sample_shape(model), range(num), seed).to(device)
+    return straightness(model, x0 * path.prior_std, nfe=100, path=path)
+
+
+def evaluate_row(
+    name: str,
+    model_dir: Path,
+    judge: Judge,
+    nfes: list[int],
+    reference_solver: tuple[str, int | None] | None = None,
+    straightness_num: int = 1000,
+    method: str = "euler",
+) -> Row:
+    """Score ``model_dir`` at each NFE of ``method`` (Euler by default; ``"ddim"`` for
+    diffusion models) and with ``reference_solver`` ``(method, nfe)`` when given."""
+    scores = {n: judge.score(model_dir, n, method)[0] for n in nfes}
+    row = Row(name, scores, model_straightness(model_dir, straightness_num, device=judge.device))
+    if reference_solver is not None:
+        row.reference_score, row.reference_nfe = judge.score(
+            model_dir, reference_solver[1], reference_solver[0]
+        )
+    return row
+
+
+def markdown_table(rows: list[Row], metric: str, num: int, features: str | None) -> str:
+    """The table: one row per model, one column per Euler NFE, then straightness."""
+    nfes = sorted({n for row in rows for n in row.scores})
+    label = (
+        f"FID ({features} features, {num} samples)"
+        if metric == "fid"
+        else (f"sliced Wasserstein ({num} samples)")
+    )
+    head = [
+        "model",
+        *[f"{label} @ {n} NFE" if k == 0 else f"@ {n} NFE" for k, n in enumerate(nfes)],
+    ]
+    head += ["teacher solver", "straightness"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row.name, *[f"{row.scores[n]:.3f}" if n in row.scores else "" for n in nfes]]
+        reference = (
+            f"{row.reference_score:.3f} @ {row.reference_nfe} NFE"
+            if row.reference_score is not None
+            else ""
+        )
+        cells += [reference, f"{row.straightness:.4f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def save_rows(rows: list[Row], path: str | os.PathLike) -> None:
+    """The rows as JSON, atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps([asdict(row) for row in rows], indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def report_figure(
+    model_dirs: dict[str, Path],
+    rows: list[Row],
+    teacher: tuple[str, Path, str, int | None],
+    path: str | os.PathLike,
+    judge: Judge,
+) -> Path:
+    """Samples at 1 NFE of every model beside the teacher's many-step samples (64 images,
+    or ``judge.num`` points over the held-out data), above the score-versus-NFE curves.
+
+    Args:
+        teacher: ``(name, model_dir, method, nfe)`` of the teacher's reference solver.
+    """
+    from flowkit.data.figures import save_report_figure
+    from flowkit.data.plots import image_grid, scatter_image
+
+    def picture(model_dir: Path, nfe: int | None, method: str):
+        if judge.metric == "fid":
+            return image_grid(draw(model_dir, 64, nfe, method, judge.seed, judge.device).x.cpu())
+        samples = draw(model_dir, judge.num, nfe, method, judge.seed, judge.device).x.cpu()
+        return scatter_image(samples, reference=judge.held_out)
+
+    name, teacher_dir, method, nfe = teacher
+    panels = [
+        (f"{label}, 1 NFE", picture(folder, 1, "euler")) for label, folder in model_dirs.items()
+    ]
+    panels.append((f"{name}, {method} {nfe or 'adaptive'}", picture(teacher_dir, nfe, method)))
+    curves = {row.name: sorted(row.scores.items()) for row in rows}
+    ylabel = "FID" if judge.metric == "fid" else "sliced Wasserstein"
+    return save_report_figure(panels, curves, path, ylabel=ylabel)

@@ -1,0 +1,28 @@
+"""Report figures: panels in a row over a quality-versus-NFE chart."""
+
+import pytest
+import torch
+from PIL import Image
+
+from flowkit.data.figures import save_report_figure
+from flowkit.data.plots import image_grid, scatter_image
+
+
+def test_panels_and_chart_are_drawn(tmp_path):
+    grid = image_grid(torch.zeros(4, 1, 8, 8))
+    scatter = scatter_image(torch.randn(100, 2, generator=torch.Generator().manual_seed(0)))
+    curves = {"1-RF": [(1, 40.0), (2, 5.0), (4, 0.8)], "2-RF": [(1, 2.0), (2, 1.0), (4, 0.5)]}
+    out = save_report_figure([("a", grid), ("b", scatter)], curves, tmp_path / "fig.png")
+    picture = Image.open(out).convert("RGB")
+    assert picture.width == grid.width + scatter.width + 3 * 12
+    assert picture.height > max(grid.height, scatter.height) + 250
+    # both curves' colours appear in the chart area below the panels
+    chart = picture.crop((0, max(grid.height, scatter.height) + 40, picture.width, picture.height))
+    colours = {pixel for pixel in chart.getdata()}
+    assert (31, 119, 180) in colours and (214, 39, 40) in colours
+    assert not (tmp_path / "fig.png.tmp").exists()
+
+
+def test_needs_a_panel(tmp_path):
+    with pytest.raises(ValueError, match="at least one panel"):
+        save_report_figure([], {}, tmp_path / "fig.png")
