@@ -49,14 +49,19 @@ def _import_pot() -> Any:
 def squared_distances(x0: Tensor, x1: Tensor) -> Tensor:
     """Squared Euclidean distances between the flattened rows of ``x0`` and ``x1``.
 
-    Computed in float64 (on the tensors' device, or the CPU for devices without float64),
-    as ``|a|^2 + |b|^2 - 2 a.b`` clamped at zero. Returns a ``(B0, B1)`` float64 tensor.
+    ``|a|^2 + |b|^2 - 2 a.b`` clamped at zero, computed in the inputs' precision (float32
+    for float32 or half inputs, float64 for float64 inputs) on their device (the CPU for
+    devices without float64), returned as a ``(B0, B1)`` float64 tensor for the solvers.
+    The float32 product is 3-5x faster than a float64 one on a CPU (batch 256-1024,
+    3072-dimensional data); the assignment is then optimal for the cost up to float32
+    rounding of its entries. Pass float64 tensors for a float64 cost.
     """
     device = x0.device if x0.device.type in ("cpu", "cuda") else torch.device("cpu")
-    a = x0.detach().reshape(x0.shape[0], -1).to(device=device, dtype=torch.float64)
-    b = x1.detach().reshape(x1.shape[0], -1).to(device=device, dtype=torch.float64)
+    dtype = torch.float64 if torch.float64 in (x0.dtype, x1.dtype) else torch.float32
+    a = x0.detach().reshape(x0.shape[0], -1).to(device=device, dtype=dtype)
+    b = x1.detach().reshape(x1.shape[0], -1).to(device=device, dtype=dtype)
     cost = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-    return cost.clamp_(min=0.0)
+    return cost.clamp_(min=0.0).to(torch.float64)
 
 
 class MinibatchOT:
@@ -131,7 +136,15 @@ class MinibatchOT:
             ot = _import_pot()
             a = np.full(n, 1.0 / n)
             if self.method == "exact":
-                plan = ot.emd(a, a, cost, numItermax=max(self.num_iter_max, 100_000))
+                # emd stops once optimal; the cap only has to be large enough (batch 4096
+                # needs about 1e6 iterations, more than POT's default 1e5)
+                limit = max(self.num_iter_max, 100_000, 10 * n * n)
+                plan, log = ot.emd(a, a, cost, numItermax=limit, log=True)
+                if log.get("result_code") != 1:
+                    raise RuntimeError(
+                        f"POT's emd stopped before the optimum at batch {n} "
+                        f"({log.get('warning')}); raise num_iter_max or use backend='scipy'"
+                    )
             else:
                 scaled = cost
                 if self.normalize_cost:

@@ -33,8 +33,8 @@ def assert_permutation_of(out: torch.Tensor, given: torch.Tensor) -> None:
 @pytest.mark.parametrize("seed", range(3))
 def test_exact_is_the_brute_force_optimum(n: int, seed: int) -> None:
     g = torch.Generator().manual_seed(100 * n + seed)
-    x0 = torch.randn(n, 3, generator=g)
-    x1 = torch.randn(n, 3, generator=g) + 1.0
+    x0 = torch.randn(n, 3, generator=g, dtype=torch.float64)  # float64: an exact cost
+    x1 = torch.randn(n, 3, generator=g, dtype=torch.float64) + 1.0
     cost = squared_distances(x0, x1)
     best = min(
         sum(cost[p[j], j].item() for j in range(n)) for p in itertools.permutations(range(n))
@@ -44,16 +44,22 @@ def test_exact_is_the_brute_force_optimum(n: int, seed: int) -> None:
         assert out1 is x1 and cond is None
         assert_permutation_of(out0, x0)
         assert pair_cost(out0, x1) * n == pytest.approx(best, rel=1e-9, abs=1e-9)
+    # float32 inputs take a float32 cost: the same matching up to float32 rounding
+    out32 = MinibatchOT()(x0.float(), x1.float())[0]
+    assert pair_cost(out32, x1) * n == pytest.approx(best, rel=1e-6)
 
 
 def test_squared_distances_match_cdist() -> None:
     g = torch.Generator().manual_seed(0)
     x0, x1 = torch.randn(9, 2, 4, generator=g), torch.randn(7, 2, 4, generator=g)
     expected = torch.cdist(x0.flatten(1).double(), x1.flatten(1).double()) ** 2
-    got = squared_distances(x0, x1)
+    got = squared_distances(x0.double(), x1.double())
     assert got.dtype == torch.float64 and got.shape == (9, 7)
     torch.testing.assert_close(got, expected)
-    assert squared_distances(x0, x0).diagonal().abs().max() < 1e-12
+    assert squared_distances(x0.double(), x0.double()).diagonal().abs().max() < 1e-12
+    fast = squared_distances(x0, x1)  # float32 inputs: float32 product, float64 result
+    assert fast.dtype == torch.float64
+    torch.testing.assert_close(fast, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("method", ["exact", "sinkhorn"])
