@@ -1,4 +1,5 @@
-"""``flowkit sample MODEL``: draw samples with an ODE solver and save them."""
+"""``flowkit sample MODEL``: draw samples with an ODE or SDE solver (or, for a multiplicative
+GBM model, its Dale-Langevin sampler) and save them."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ EXAMPLES = """examples:
   flowkit sample runs/digits --method dopri5 --num 1000 --out samples.safetensors
   flowkit sample runs/digits --method heun --grid edm --nfe 8 --num 64 --out heun.png
   flowkit sample runs/checkerboard --method flow_sde --nfe 100 --num 5000 --out sde.png
+  flowkit sample runs/digits_gbm --num 64 --out gbm.png    # GBM model: its saved sampler
 """
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from flowkit.solvers import GRIDS, ODE_METHODS, SDE_METHODS
+    from flowkit.solvers import GBM_SAMPLERS, GRIDS, ODE_METHODS, SDE_METHODS
 
     parser = sub.add_parser(
         "sample",
@@ -35,15 +37,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--nfe",
         type=int,
         default=None,
-        help="network evaluations (fixed-step methods); default 100",
+        help="network evaluations (fixed-step methods); default 100, or for a multiplicative "
+        "(GBM) model its saved steps x inner_steps",
     )
     parser.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
     parser.add_argument("--out", required=True, help="output .png or .safetensors file")
     parser.add_argument(
         "--method",
-        default="euler",
-        choices=ODE_METHODS + SDE_METHODS,
-        help="ODE or SDE sampler (default euler)",
+        default=None,
+        choices=ODE_METHODS + SDE_METHODS + GBM_SAMPLERS,
+        help="ODE or SDE sampler (default euler); for a multiplicative (GBM) model "
+        "'multiplicative' or 'additive' (default: the one it was saved with)",
     )
     parser.add_argument(
         "--grid",
@@ -71,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from flowkit.data import save_image_grid, save_scatter
+    from flowkit.pipelines.multiplicative import multiplicative_pipeline_dir
     from flowkit.pipelines.rectified_flow import sample_shape
     from flowkit.pipelines.runs import load_field
-    from flowkit.solvers import SDE_METHODS, sample_ode, sample_sde, seeded_noise
+    from flowkit.solvers import GBM_SAMPLERS, SDE_METHODS, sample_ode, sample_sde, seeded_noise
     from flowkit.training.distributed import resolve_device
 
     out = Path(args.out)
@@ -81,23 +86,40 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must end in .png or .safetensors, got {str(out)!r}")
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
-    nfe = 100 if args.nfe is None else args.nfe
     device = resolve_device(args.device)
-    model, path = load_field(args.model)
-    model = model.to(device).eval()
+    gbm_dir = multiplicative_pipeline_dir(args.model)
+    if gbm_dir is not None:
+        pipe, levels = _load_gbm(gbm_dir, args.method, args.nfe)
+        pipe.to(device)
+        model, method = pipe.model.eval(), pipe.scheduler.config.sampler
+    else:
+        if args.method in GBM_SAMPLERS:
+            raise ValueError(
+                f"--method {args.method} needs a multiplicative (GBM) model; {args.model!r} "
+                "holds a flow"
+            )
+        method, nfe = args.method or "euler", 100 if args.nfe is None else args.nfe
+        model, path = load_field(args.model)
+        model = model.to(device).eval()
     shape = sample_shape(model)
     samples, noises, used = [], [], 0
     tic = time.perf_counter()
     for start in tqdm(range(0, args.num, args.batch_size), desc="sample", unit="batch"):
         indices = range(start, min(start + args.batch_size, args.num))
         x0 = seeded_noise(shape, indices, args.seed)
+        if gbm_dir is not None:  # x0 is the standard normal z of the log-normal start
+            result = pipe.sample(indices, args.seed, levels)
+            samples.append(result.x.cpu())
+            noises.append(x0)
+            used += result.nfe
+            continue
         start_x = x0.to(device) * path.prior_std
-        if args.method in SDE_METHODS:
+        if method in SDE_METHODS:
             result = sample_sde(
                 model,
                 start_x,
                 nfe=nfe,
-                method=args.method,
+                method=method,
                 grid=args.grid,
                 path=path,
                 noise_scale=args.noise_scale,
@@ -109,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                 model,
                 start_x,
                 nfe=nfe,
-                method=args.method,
+                method=method,
                 grid=args.grid,
                 path=path,
                 rtol=args.rtol,
@@ -138,9 +160,30 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "out": str(out),
         "num": len(x),
-        "method": args.method,
+        "method": method,
         "nfe": used // batches,
         "seconds": round(seconds, 3),
     }
     print(json.dumps(report))
     return 0
+
+
+def _load_gbm(path, method: str | None, nfe: int | None):
+    """The saved multiplicative pipeline (its sampler replaced by ``method`` when given) and
+    its number of levels for a budget of ``nfe`` calls (None: the saved steps)."""
+    from flowkit.pipelines.loading import load_pipeline
+    from flowkit.pipelines.multiplicative import GBMScheduler
+    from flowkit.solvers import GBM_SAMPLERS
+
+    pipe = load_pipeline(path)
+    if method is not None and method not in GBM_SAMPLERS:
+        raise ValueError(
+            f"{str(path)!r} is a multiplicative (GBM) model: --method must be one of "
+            f"{list(GBM_SAMPLERS)}, got {method!r}"
+        )
+    if method is not None:
+        pipe.scheduler = GBMScheduler.from_config(pipe.scheduler.config, sampler=method)
+    inner = pipe.scheduler.config.inner_steps
+    if nfe is not None and nfe < inner:
+        raise ValueError(f"--nfe must be >= inner_steps={inner} for this model, got {nfe}")
+    return pipe, None if nfe is None else nfe // inner

@@ -72,9 +72,7 @@ class MultiplicativeScoreLoss:
         if isinstance(s_min, bool) or not isinstance(s_min, int | float) or not 0 < s_min < 1:
             raise ValueError(f"s_min must be a number in (0, 1), got {s_min!r}")
         check_gbm_options(steps, sampler, inner_steps, noise_scale, anneal, clean_steps, min_factor)
-        check_gbm_options(
-            snapshot_steps, sampler, inner_steps, noise_scale, anneal, 0, min_factor
-        )
+        check_gbm_options(snapshot_steps, sampler, inner_steps, noise_scale, anneal, 0, min_factor)
         self.process = process or GBMProcess()
         self.data_law = data_law
         self.s_min = float(s_min)

@@ -97,7 +97,9 @@ def fit_lognormal(data: Tensor, per_pixel: bool = True) -> LogNormal:
         ValueError: ``data`` has fewer than 2 samples or a non-positive entry.
     """
     if data.ndim < 2 or data.shape[0] < 2:
-        raise ValueError(f"fit_lognormal needs data of shape (N >= 2, ...), got {tuple(data.shape)}")
+        raise ValueError(
+            f"fit_lognormal needs data of shape (N >= 2, ...), got {tuple(data.shape)}"
+        )
     if not bool((data > 0).all()):
         raise ValueError(
             f"fit_lognormal needs positive data, got minimum {float(data.min())}; shift images "
@@ -159,9 +161,7 @@ class GBMProcess:
         s = broadcast_like(s.to(log_x1), log_x1)
         return log_x1 + self.log_drift * s, (self.sigma**2) * s.expand_as(log_x1)
 
-    def sample(
-        self, x1: Tensor, t: Tensor, generator: torch.Generator | None = None
-    ) -> GBMSample:
+    def sample(self, x1: Tensor, t: Tensor, generator: torch.Generator | None = None) -> GBMSample:
         """Draw ``X_s`` given positive data ``x1`` ``(B, *D)`` at flowkit times ``t`` ``(B,)``:
         ``x_s = x1 exp((mu - sigma^2 / 2) s + sigma sqrt(s) z)``, ``z ~ N(0, I)``."""
         if t.shape != (x1.shape[0],):

@@ -17,6 +17,7 @@ from flowkit.pipelines.convention import (
 
 if TYPE_CHECKING:
     from flowkit.pipelines.loading import load_pipeline
+    from flowkit.pipelines.multiplicative import GBMScheduler, MultiplicativePipeline
     from flowkit.pipelines.one_step import OneStepPipeline
     from flowkit.pipelines.rectified_flow import RectifiedFlowPipeline, SampleOutput
     from flowkit.pipelines.schedulers import FlowEulerScheduler, FlowHeunScheduler
@@ -26,6 +27,8 @@ __all__ = [
     "FlowEulerScheduler",
     "FlowHeunScheduler",
     "FlowkitFlow",
+    "GBMScheduler",
+    "MultiplicativePipeline",
     "OneStepPipeline",
     "RectifiedFlowPipeline",
     "SampleOutput",
@@ -37,6 +40,8 @@ __all__ = [
 _LAZY = {
     "FlowEulerScheduler": "schedulers",
     "FlowHeunScheduler": "schedulers",
+    "GBMScheduler": "multiplicative",
+    "MultiplicativePipeline": "multiplicative",
     "OneStepPipeline": "one_step",
     "RectifiedFlowPipeline": "rectified_flow",
     "SampleOutput": "rectified_flow",

@@ -37,6 +37,11 @@ def load_field(path: str | os.PathLike) -> tuple[nn.Module, AffinePath]:
     pipeline = _pipeline_dir(path)
     if pipeline is not None:
         index = json.loads((pipeline / "model_index.json").read_text())
+        if index.get("_class_name") == "MultiplicativePipeline":
+            raise ValueError(
+                f"{str(pipeline)!r} holds a multiplicative (GBM) model, not a field on an affine "
+                "path: sample it with `flowkit sample` or MultiplicativePipeline"
+            )
         component = "model" if "model" in index else "generator"
         scheduler_config = pipeline / "scheduler" / "scheduler_config.json"
         recorded = json.loads(scheduler_config.read_text()) if scheduler_config.is_file() else {}

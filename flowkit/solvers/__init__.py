@@ -2,6 +2,7 @@
 
 from flowkit.solvers.edm import sample_edm
 from flowkit.solvers.field import VelocityField
+from flowkit.solvers.gbm import GBM_SAMPLERS, sample_gbm, sample_gbm_seeded
 from flowkit.solvers.grids import GRIDS, time_grid
 from flowkit.solvers.increments import PerSampleNoise
 from flowkit.solvers.likelihood import LikelihoodResult, log_likelihood
@@ -12,6 +13,7 @@ from flowkit.solvers.result import SampleResult
 from flowkit.solvers.sde import SDE_METHODS, sample_sde
 
 __all__ = [
+    "GBM_SAMPLERS",
     "GRIDS",
     "ODE_METHODS",
     "SDE_METHODS",
@@ -21,6 +23,8 @@ __all__ = [
     "VelocityField",
     "log_likelihood",
     "sample_edm",
+    "sample_gbm",
+    "sample_gbm_seeded",
     "sample_ode",
     "sample_pc",
     "sample_seed",
