@@ -25,7 +25,7 @@ couplings against POT and torchcfm.
        POT emd (bare)         ot.dist + ot.emd(a, a, M) (POT defaults) + argmax of each column
        torchcfm exact         OTPlanSampler("exact").sample_plan(x0, x1) (samples the plan
                               with replacement)
-       cost matrix only       flowkit's float64 squared_distances alone (the part of every
+       cost matrix only       flowkit's squared_distances alone (the part of every
                               flowkit row that is not the solver; no pairing)
        independent            the pairing as given (a cost reference, not timed)
 
@@ -365,7 +365,8 @@ def main() -> None:
             f'`ot.emd` backend, `flowkit sinkhorn` = `MinibatchOT("sinkhorn", reg={args.reg:g})`'
             ", `POT emd (bare)` = `ot.dist` + `ot.emd` with POT's defaults + argmax per column, "
             '`torchcfm exact` = `OTPlanSampler("exact").sample_plan` (draws pairs from the plan '
-            "with replacement), `cost matrix only` = flowkit's float64 `squared_distances` "
+            "with replacement), `cost matrix only` = flowkit's `squared_distances` "
+            "(float32 product, float64 result) "
             "alone (no pairing: its cost column is the input's), `independent` = the batch as "
             "given (cost reference, untimed). "
             "Median seconds over interleaved rounds (an untimed warm-up round for batch <= 1024); "
