@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from flowkit.reflow import SolverSpec, generate_pairs, load_teacher
-from flowkit.training import Trainer, load_config
 from flowkit.training.distributed import barrier, init_distributed, shutdown_and_exit
+from flowkit.training.trainer import train_or_resume
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -91,14 +91,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
-
-
-def train_stage(config: Path, overrides: list[str], out: Path, progress: bool) -> Path:
-    """Train (or finish training) ``config`` into ``out``; the pipeline folder."""
-    if (out / "pipeline" / "model_index.json").is_file():
-        return out / "pipeline"
-    trainer = Trainer(load_config(config, overrides), out, resume=True, progress=progress)
-    return trainer.fit()
 
 
 def write_report(
@@ -171,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     teacher_dir = Path(args.teacher) if args.teacher else out / "1rf"
     if args.teacher is None:
         overrides = [*preset.teacher_overrides, *data, *args.set_1rf]
-        train_stage(CONFIGS / preset.teacher_config, overrides, teacher_dir, progress)
+        train_or_resume(CONFIGS / preset.teacher_config, overrides, teacher_dir, progress)
     timings["1-RF"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
@@ -191,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         tic = time.perf_counter()
         overrides = [f"data.root={out / 'pairs'}", f"model.init_from={teacher_dir}", *args.set_2rf]
         folder = out / name.lower().replace("+", "p").replace("-", "")
-        students[name] = train_stage(CONFIGS / config, overrides, folder, progress)
+        students[name] = train_or_resume(CONFIGS / config, overrides, folder, progress)
         timings[name] = time.perf_counter() - tic
 
     tic = time.perf_counter()

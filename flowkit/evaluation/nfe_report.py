@@ -4,7 +4,8 @@ figure.
 Images are judged by FID (the reference's feature network, samples ``i`` from noise
 seeded by ``(seed, i)``), 2-D data by the sliced Wasserstein distance to held-out data;
 every model also gets its straightness ``S`` (Liu et al.; 0 means straight paths at
-constant speed) along 100 Euler steps.
+constant speed) along 100 Euler steps, unless it is left out (``straightness_num=0``: it means
+little on a VP path, where the velocity diverges at the data end).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class Row:
 
     name: str
     scores: dict[int, float]  # Euler NFE -> score
-    straightness: float
+    straightness: float | None  # None: not measured
     reference_score: float | None = None  # the teacher at its own (many-step) solver
     reference_nfe: int | None = None
 
@@ -95,9 +96,15 @@ def evaluate_row(
     method: str = "euler",
 ) -> Row:
     """Score ``model_dir`` at each NFE of ``method`` (Euler by default; ``"ddim"`` for
-    diffusion models) and with ``reference_solver`` ``(method, nfe)`` when given."""
+    diffusion models) and with ``reference_solver`` ``(method, nfe)`` when given; straightness
+    from ``straightness_num`` samples (0: not measured)."""
     scores = {n: judge.score(model_dir, n, method)[0] for n in nfes}
-    row = Row(name, scores, model_straightness(model_dir, straightness_num, device=judge.device))
+    measured = (
+        model_straightness(model_dir, straightness_num, device=judge.device)
+        if straightness_num > 0
+        else None
+    )
+    row = Row(name, scores, measured)
     if reference_solver is not None:
         row.reference_score, row.reference_nfe = judge.score(
             model_dir, reference_solver[1], reference_solver[0]
@@ -106,7 +113,8 @@ def evaluate_row(
 
 
 def markdown_table(rows: list[Row], metric: str, num: int, features: str | None) -> str:
-    """The table: one row per model, one column per Euler NFE, then straightness."""
+    """The table: one row per model, one column per NFE, then straightness (left out when no
+    row measured it)."""
     nfes = sorted({n for row in rows for n in row.scores})
     label = (
         f"FID ({features} features, {num} samples)"
@@ -117,7 +125,8 @@ def markdown_table(rows: list[Row], metric: str, num: int, features: str | None)
         "model",
         *[f"{label} @ {n} NFE" if k == 0 else f"@ {n} NFE" for k, n in enumerate(nfes)],
     ]
-    head += ["teacher solver", "straightness"]
+    with_straightness = any(row.straightness is not None for row in rows)
+    head += ["teacher solver", "straightness"] if with_straightness else ["teacher solver"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row.name, *[f"{row.scores[n]:.3f}" if n in row.scores else "" for n in nfes]]
@@ -126,7 +135,9 @@ def markdown_table(rows: list[Row], metric: str, num: int, features: str | None)
             if row.reference_score is not None
             else ""
         )
-        cells += [reference, f"{row.straightness:.4f}"]
+        cells.append(reference)
+        if with_straightness:
+            cells.append("" if row.straightness is None else f"{row.straightness:.4f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -145,9 +156,11 @@ def report_figure(
     teacher: tuple[str, Path, str, int | None],
     path: str | os.PathLike,
     judge: Judge,
+    method: str = "euler",
 ) -> Path:
-    """Samples at 1 NFE of every model beside the teacher's many-step samples (64 images,
-    or ``judge.num`` points over the held-out data), above the score-versus-NFE curves.
+    """Samples at 1 NFE of ``method`` (Euler; ``"ddim"`` for diffusion models) of every model
+    beside the teacher's many-step samples (64 images, or ``judge.num`` points over the
+    held-out data), above the score-versus-NFE curves.
 
     Args:
         teacher: ``(name, model_dir, method, nfe)`` of the teacher's reference solver.
@@ -161,11 +174,13 @@ def report_figure(
         samples = draw(model_dir, judge.num, nfe, method, judge.seed, judge.device).x.cpu()
         return scatter_image(samples, reference=judge.held_out)
 
-    name, teacher_dir, method, nfe = teacher
+    name, teacher_dir, teacher_method, nfe = teacher
     panels = [
-        (f"{label}, 1 NFE", picture(folder, 1, "euler")) for label, folder in model_dirs.items()
+        (f"{label}, 1 NFE", picture(folder, 1, method)) for label, folder in model_dirs.items()
     ]
-    panels.append((f"{name}, {method} {nfe or 'adaptive'}", picture(teacher_dir, nfe, method)))
+    panels.append(
+        (f"{name}, {teacher_method} {nfe or 'adaptive'}", picture(teacher_dir, nfe, teacher_method))
+    )
     curves = {row.name: sorted(row.scores.items()) for row in rows}
     ylabel = "FID" if judge.metric == "fid" else "sliced Wasserstein"
     return save_report_figure(panels, curves, path, ylabel=ylabel)

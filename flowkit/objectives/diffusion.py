@@ -159,8 +159,24 @@ class DiffusionLoss:
         """
         if x0 is None:
             x0 = torch.randn(x1.shape, generator=generator, dtype=x1.dtype, device=x1.device)
+        return self.loss_at(model, x1, x0, self.sample_times(x1, generator), cond)
+
+    def sample_times(self, x1: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Training times ``t = t_max * u``, ``(B,)`` in ``x1``'s dtype and device."""
         u = self.time_sampler.sample(x1.shape[0], generator=generator, device=x1.device)
-        sample = self.path.sample(x0, x1, (self.t_max * u).to(x1.dtype))
+        return (self.t_max * u).to(x1.dtype)
+
+    def loss_at(
+        self,
+        model: nn.Module | Callable,
+        x1: Tensor,
+        x0: Tensor,
+        t: Tensor,
+        cond: Tensor | None = None,
+    ) -> Tensor:
+        """Per-sample losses ``(B,)`` at given times ``t`` ``(B,)``, on
+        ``x_t = alpha(t) x1 + sigma(t) x0`` (``x1``, ``x0``: ``(B, *D)``)."""
+        sample = self.path.sample(x0, x1, t)
         prediction = self.prediction or getattr(model, "prediction", "velocity")
         space = self.target_space or prediction
         pred = call_field(model, sample.xt, sample.t, cond)

@@ -8,6 +8,10 @@ batch_size)``, so the data set is the same whether one process writes it or seve
 interrupted: a shard is written to a temporary file and renamed, so after a kill every
 ``pairs-*.safetensors`` present is whole, and a restart writes exactly the missing ones.
 
+With ``boundaries`` ``[0, b_1, ..., b_K]`` (phased Rectified Diffusion) the teacher is run
+phase by phase (:meth:`~flowkit.reflow.LoadedTeacher.integrate_through`) and each shard also
+holds ``xb`` ``(n, K + 1, *D)``, its state at every boundary.
+
 Note on adaptive solvers: their step sizes are chosen per batch, so changing
 ``batch_size`` changes pairs within the solver tolerance; it is part of the plan that a
 restart must match.
@@ -16,6 +20,7 @@ restart must match.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -61,19 +66,23 @@ def generate_pairs(
     batch_size: int = 256,
     shard_size: int = 8192,
     dtype: str = "float32",
+    boundaries: Sequence[float] | None = None,
     progress: bool = True,
 ) -> Manifest:
     """Write ``num`` pairs of ``teacher`` to ``out`` (or finish a partial run there).
 
     Each process of a ``torchrun`` group calls this with the same arguments; the teacher
-    should already sit on the process's device. Returns the complete manifest.
+    should already sit on the process's device. ``boundaries`` (phased pairs) adds the
+    teacher's states there as ``xb``. Returns the complete manifest.
 
     Raises:
-        ValueError: bad sizes, or ``out`` holds pairs of a different plan (the message
-            names each differing setting).
+        ValueError: bad sizes or boundaries, or ``out`` holds pairs of a different plan (the
+            message names each differing setting).
     """
     _check_arguments(num, batch_size, shard_size, dtype)
     solver = solver or SolverSpec()
+    if boundaries is not None:
+        boundaries = teacher.phase_plan(solver, boundaries)[0]
     out = Path(out)
     rank, world = _dist()
     manifest = Manifest(
@@ -87,6 +96,7 @@ def generate_pairs(
         dtype=dtype,
         sample_shape=list(teacher.sample_shape),
         num_classes=teacher.num_classes,
+        boundaries=boundaries,
     )
     if (out / "manifest.json").is_file():
         saved = Manifest.load(out)
@@ -149,13 +159,18 @@ def _write_shards(
     bar = tqdm(total=total, unit="pair", desc="reflow pairs", dynamic_ncols=True, disable=not show)
     for k in shards:
         start, stop = manifest.shard_range(k)
-        parts: dict[str, list[torch.Tensor]] = {"x0": [], "x1": [], "cond": []}
+        parts: dict[str, list[torch.Tensor]] = {"x0": [], "x1": [], "cond": [], "xb": []}
         shard_nfe = 0
         for lo in range(start, stop, manifest.batch_size):
             indices = range(lo, min(lo + manifest.batch_size, stop))
             x0 = teacher.noise(indices, manifest.seed)
             labels = teacher.labels(indices, manifest.seed)
-            x1, nfe = teacher.integrate(x0, labels, solver)
+            if manifest.boundaries is None:
+                x1, nfe = teacher.integrate(x0, labels, solver)
+            else:
+                states, nfe = teacher.integrate_through(x0, labels, solver, manifest.boundaries)
+                x1 = states[:, -1]
+                parts["xb"].append(states.cpu().to(storage))
             parts["x0"].append(x0.to(storage))
             parts["x1"].append(x1.cpu().to(storage))
             if labels is not None:

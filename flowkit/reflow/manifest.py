@@ -30,6 +30,7 @@ PLAN_KEYS = (
     "dtype",
     "sample_shape",
     "num_classes",
+    "boundaries",
 )
 
 
@@ -57,6 +58,8 @@ class Manifest:
         dtype: storage dtype of ``x0`` / ``x1``.
         sample_shape: the shape of one sample; num_classes: labels are stored as ``cond``
             when the teacher is class-conditional (None otherwise).
+        boundaries: the times ``[0, b_1, ..., b_K]`` at which the teacher's states are stored
+            as ``xb`` ``(N, K + 1, *sample_shape)`` (phased pairs), or None.
         nfe_per_pair: the teacher's measured evaluations per sample (mean over batches).
         shards: one :class:`ShardRecord` per file, filled in when complete.
     """
@@ -71,6 +74,7 @@ class Manifest:
     dtype: str
     sample_shape: list[int]
     num_classes: int | None = None
+    boundaries: list[float] | None = None
     nfe_per_pair: float | None = None
     complete: bool = False
     shards: list[ShardRecord] = field(default_factory=list)

@@ -33,8 +33,9 @@ class PairDataset:
             already verified once).
 
     ``batch(indices)`` returns a :class:`~flowkit.training.batches.Batch` of float32
-    ``x1`` ``(B, *sample_shape)``, ``x0`` (the noise each ``x1`` came from) and int64
-    ``labels`` (or None).
+    ``x1`` ``(B, *sample_shape)``, ``x0`` (the noise each ``x1`` came from), int64
+    ``labels`` (or None) and, for phased pairs (``manifest.boundaries``), ``xb``
+    ``(B, K + 1, *sample_shape)``: the teacher's states at the boundaries.
     """
 
     def __init__(self, root: str | os.PathLike, verify: str = "checksum") -> None:
@@ -76,6 +77,12 @@ class PairDataset:
                     f"shard {str(path)!r}: {key} has sample shape {shard.shape(key)}, the "
                     f"manifest says {self.manifest.sample_shape}"
                 )
+        if self.manifest.boundaries is not None:
+            expected = [len(self.manifest.boundaries), *self.manifest.sample_shape]
+            if "xb" not in shard.arrays or list(shard.shape("xb")) != expected:
+                raise CorruptShardError(
+                    f"shard {str(path)!r}: phased pairs need xb of sample shape {expected}"
+                )
         return shard
 
     def __len__(self) -> int:
@@ -92,6 +99,8 @@ class PairDataset:
         shape = (len(indices), *self.sample_shape)
         x0, x1 = torch.empty(shape), torch.empty(shape)
         labels = torch.empty(len(indices), dtype=torch.long) if self.num_classes else None
+        phases = self.manifest.boundaries
+        xb = torch.empty(len(indices), len(phases), *shape[1:]) if phases is not None else None
         for k in np.unique(shard_of):
             where = np.nonzero(shard_of == k)[0]
             order = np.argsort(rows[where], kind="stable")  # sequential reads within a shard
@@ -100,7 +109,9 @@ class PairDataset:
             x1[sel] = shard.rows("x1", rows[sel]).float()
             if labels is not None:
                 labels[sel] = shard.rows("cond", rows[sel])
-        return Batch(x1=x1, labels=labels, x0=x0)
+            if xb is not None:
+                xb[sel] = shard.rows("xb", rows[sel]).float()
+        return Batch(x1=x1, labels=labels, x0=x0, xb=xb)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         """``(x0, x1)`` of pair ``index``."""

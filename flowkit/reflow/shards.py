@@ -1,7 +1,8 @@
 """Pair shards on disk: atomic safetensors writes, memory-mapped reads, checksums.
 
 A shard ``pairs-00007.safetensors`` holds the tensors ``x0`` (noise), ``x1`` (the
-teacher's sample) and, for class-conditional teachers, ``cond`` (int64 labels), all with
+teacher's sample), for class-conditional teachers ``cond`` (int64 labels) and, for phased
+pairs, ``xb`` (the teacher's states at the phase boundaries, ``(n, K + 1, *D)``), all with
 the same first dimension. Reads never load a whole shard: the safetensors header gives
 each tensor's byte range, and :class:`MappedShard` maps that range with ``numpy.memmap``
 so a batch touches only the rows it gathers (bfloat16 is mapped as raw 16-bit words

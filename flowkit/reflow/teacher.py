@@ -20,8 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from flowkit.paths import AffinePath
-from flowkit.solvers import sample_ode, seeded_noise
+from flowkit.solvers import SampleResult, sample_ode, seeded_noise
 from flowkit.solvers.noise import sample_seed
+from flowkit.solvers.ode import ADAPTIVE_METHODS, end_time
 
 
 @dataclass
@@ -97,21 +98,84 @@ class LoadedTeacher:
     ) -> tuple[Tensor, int]:
         """Solve the teacher's ODE from unit noise ``x0`` (scaled by the path's prior std)
         at ``t = 0`` to its data end; returns ``(x1, network evaluations)``."""
-        device = self.device
-        cond = None if labels is None else {"class_labels": labels.to(device)}
-        result = sample_ode(
+        result = self._solve(x0.to(self.device) * self.path.prior_std, labels, solver)
+        return result.x, result.nfe
+
+    @torch.no_grad()
+    def integrate_through(
+        self, x0: Tensor, labels: Tensor | None, solver: SolverSpec, boundaries: Sequence[float]
+    ) -> tuple[Tensor, int]:
+        """The teacher's states ``(B, K + 1, *D)`` at ``boundaries`` ``[0, b_1, ..., b_K]``
+        (``b_K``: the solver's data end, :func:`flowkit.solvers.ode.end_time`) and the
+        network evaluations. Each phase ``[b_k, b_{k+1}]`` is one solver run on its own grid;
+        a fixed-step solver spends ``solver.nfe / K`` evaluations on each (so on the uniform
+        grid with ``K`` dividing the step count, DDIM and Euler take exactly the steps of
+        :meth:`integrate`, and its ``x1`` is the last state).
+
+        Raises:
+            ValueError: see :meth:`phase_plan`.
+        """
+        times, nfe = self.phase_plan(solver, boundaries)
+        x = x0.to(self.device) * self.path.prior_std
+        states, calls = [x], 0
+        for t0, t1 in zip(times[:-1], times[1:], strict=True):
+            result = self._solve(x, labels, solver, t0=t0, t1=t1, nfe=nfe)
+            x, calls = result.x, calls + result.nfe
+            states.append(x)
+        return torch.stack(states, dim=1), calls
+
+    def phase_plan(
+        self, solver: SolverSpec, boundaries: Sequence[float]
+    ) -> tuple[list[float], int | None]:
+        """The boundaries as floats and the evaluations per phase (None: adaptive).
+
+        Raises:
+            ValueError: boundaries that do not increase from 0 to the data end of
+                ``solver.method``, or a budget that does not split evenly over the phases.
+        """
+        times = [float(b) for b in boundaries]
+        phases = len(times) - 1
+        end = end_time(self.path, solver.method)
+        if (
+            phases < 1
+            or times[0] != 0
+            or times[-1] != end
+            or any(b >= c for b, c in zip(times[:-1], times[1:], strict=True))
+        ):
+            raise ValueError(
+                f"boundaries {times} must increase from 0 to the data end {end} of method "
+                f"{solver.method!r} on the {self.path.name} path"
+            )
+        if solver.method in ADAPTIVE_METHODS:
+            return times, None
+        if solver.nfe is None or solver.nfe % phases:
+            raise ValueError(f"nfe={solver.nfe} must split evenly over {phases} phases")
+        return times, solver.nfe // phases
+
+    def _solve(
+        self,
+        x: Tensor,
+        labels: Tensor | None,
+        solver: SolverSpec,
+        t0: float = 0.0,
+        t1: float | None = None,
+        nfe: int | None = None,
+    ) -> SampleResult:
+        cond = None if labels is None else {"class_labels": labels.to(self.device)}
+        return sample_ode(
             self.model,
-            x0.to(device) * self.path.prior_std,
-            nfe=solver.nfe,
+            x,
+            nfe=solver.nfe if nfe is None else nfe,
             method=solver.method,
             grid=solver.grid,
             path=self.path,
+            t0=t0,
+            t1=t1,
             rtol=solver.rtol,
             atol=solver.atol,
             grid_options=solver.options or None,
             cond=cond,
         )
-        return result.x, result.nfe
 
 
 def _num_classes(model: nn.Module) -> int | None:

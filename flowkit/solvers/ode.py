@@ -5,6 +5,16 @@ evaluations per step takes ``nfe // k`` steps (Euler, DPM-Solver++ (2M), DDIM an
 Euler k=1, midpoint and Heun k=2, RK4 k=4). The adaptive ``dopri5`` (torchdiffeq) takes
 ``rtol`` / ``atol`` instead. In both cases ``SampleResult.nfe`` is the number of calls
 the field actually received.
+
+Where a run stops by default (:func:`end_time`): at ``path.t_max`` (``1 - 1e-3`` on VP and
+sub-VP, ``1 - 1e-5`` on VE, 1 elsewhere), except DDIM, which ends at ``t = 1``. Solvers that
+read the velocity stop short of 1 because ``sigma'`` is infinite there on VP and sub-VP; a
+DDIM step reads only ``alpha`` and ``sigma`` at the grid points and calls the network only at
+its start, so its last step lands on the data end itself (``sigma(1) = 0``: the step returns
+the data prediction), as DDIM's final step to ``alphas_cumprod = 1`` does
+(``set_alpha_to_one``). With the uniform grid that is DDIM's "trailing" spacing: ``n`` steps
+start at ``t = 0, 1/n, ..., (n-1)/n`` (timesteps ``T - 1, T - 1 - T/n, ...`` of a DDPM path),
+the first at the noise end, and the last lands on ``t = 1``.
 """
 
 from __future__ import annotations
@@ -60,6 +70,12 @@ SINGLE_STEP_METHODS: dict[str, tuple[Step, int]] = {
 DATA_PREDICTION_METHODS = ("dpm_solver_pp", "new_euler", "ddim")
 ADAPTIVE_METHODS = ("dopri5", "bosh3", "adaptive_heun", "dopri8")
 ODE_METHODS = tuple(SINGLE_STEP_METHODS) + DATA_PREDICTION_METHODS + ADAPTIVE_METHODS
+
+
+def end_time(path: AffinePath, method: str) -> float:
+    """The default final time of ``sample_ode``: 1 for ``ddim``, else ``path.t_max`` (see the
+    module docstring)."""
+    return 1.0 if method == "ddim" else path.t_max
 
 
 def evals_per_step(method: str) -> int:
@@ -141,14 +157,15 @@ def sample_ode(
             (then ``nfe`` may be omitted).
         path, prediction: how to read the field's output (defaults: the rectified path and
             ``field.prediction`` or ``"velocity"``).
-        t1: the final time (defaults to ``path.t_max``: 1 on the rectified path).
+        t1: the final time (defaults to :func:`end_time`: ``path.t_max``, 1 on the rectified
+            path; 1 for ``ddim``).
         final_euler: Heun only: take the last step with Euler, as EDM does (the corrector
             evaluation at the data end adds little); ``k`` steps then cost ``2k - 1``.
         return_trajectory: keep the state at every grid time (fixed-step methods).
         cond: keyword arguments passed to every field call (e.g. ``class_labels``).
     """
     velocity = VelocityField(field, path, prediction, cond)
-    t1 = velocity.path.t_max if t1 is None else t1
+    t1 = end_time(velocity.path, method) if t1 is None else t1
     if method in ADAPTIVE_METHODS:
         with torch.no_grad():
             out = _integrate_adaptive(velocity, x, t0, t1, method, rtol, atol)

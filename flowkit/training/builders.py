@@ -169,13 +169,111 @@ def _flow_matching(cfg: RunConfig) -> FlowMatchingLoss:
 
 
 def _diffusion(cfg: RunConfig):
-    """Diffusion and rectified-diffusion losses (``flowkit.objectives.diffusion``)."""
-    raise NotImplementedError("objective.kind='diffusion' is being built")
+    """Diffusion and rectified-diffusion losses (``flowkit.objectives.diffusion``).
+
+    The path is ``objective.path`` (``path_kwargs``), the prediction ``model.prediction``,
+    times from ``objective.time_sampler``; ``objective.kwargs`` holds the loss's own options:
+    ``weighting`` (uniform, snr, min_snr, edm), ``gamma``, ``sigma_data``, ``t_max``,
+    ``target_space``, ``metric`` (``l2`` or ``pseudo_huber``, elementwise) and ``c``.
+    ``rectified_diffusion`` defaults to the pseudo-Huber distance on the data prediction
+    (``target_space: x0``, ``c: 1e-3``) and needs paired data (``data.name`` pairs/teacher).
+    """
+    import inspect
+
+    from flowkit.objectives import DiffusionLoss, RectifiedDiffusionLoss
+
+    objective = cfg.objective
+    if objective.metric != "l2" or objective.metric_kwargs:
+        raise ConfigError(
+            f"objective.metric={objective.metric!r} (with metric_kwargs) applies to flow "
+            f"matching; for objective.kind={objective.kind!r} set objective.kwargs.metric "
+            "('l2' or 'pseudo_huber', elementwise) and objective.kwargs.c"
+        )
+    if objective.coupling != "independent" or objective.coupling_kwargs:
+        raise ConfigError(
+            f"objective.coupling={objective.coupling!r} applies to flow matching; "
+            f"objective.kind={objective.kind!r} uses fresh noise or the paired data's own"
+        )
+    if "precondition" in objective.kwargs:
+        raise ConfigError(
+            "objective.kwargs.precondition is not available from configs: a saved run holds "
+            "the raw network, which flowkit's loaders cannot yet wrap. Wrap the network in "
+            "flowkit.objectives.EDMPreconditioner in Python instead"
+        )
+    rectified = objective.kind == "rectified_diffusion"
+    loss_class = RectifiedDiffusionLoss if rectified else DiffusionLoss
+    set_elsewhere = {"path", "prediction", "time_sampler"}
+    options = sorted(set(inspect.signature(loss_class).parameters) - set_elsewhere)
+    unknown = sorted(set(objective.kwargs) - set(options))
+    if unknown:
+        raise ConfigError(
+            f"objective.kwargs.{unknown[0]} is not an option of objective.kind="
+            f"{objective.kind!r}; valid: {options}"
+        )
+    path = get_path(objective.path, **objective.path_kwargs)
+    time_sampler = _time_sampler(cfg)
+    try:
+        return loss_class(
+            path=path,
+            time_sampler=time_sampler,
+            prediction=cfg.model.prediction,
+            **objective.kwargs,
+        )
+    except ValueError as error:
+        raise ConfigError(f"objective.kwargs: {error}") from error
 
 
 def _multiplicative(cfg: RunConfig):
-    """The multiplicative (GBM) score-matching loss (``flowkit.objectives.multiplicative``)."""
-    raise NotImplementedError("objective.kind='multiplicative' is being built")
+    """The multiplicative (GBM) score-matching loss (``flowkit.objectives.multiplicative``).
+
+    ``objective.kwargs``: ``sigma``, ``mu`` (the process), ``start`` (``"per_pixel"``, the
+    default, or ``"global"``), ``fit_num`` (default 10000) and the loss's own options
+    (``s_min``, ``shift``, ``steps``, ``sampler``, ``inner_steps``, ``noise_scale``,
+    ``anneal``, ``clean_steps``, ``min_factor``, ``snapshot_steps``). The samplers' log-normal
+    start is fitted here, deterministically, to the first ``fit_num`` items of the training
+    set in index order (built again from ``data.*``, without flips), shifted to ``[1, 2]``.
+    The affine-path settings (``path``, ``time_sampler``, ``metric``, ``coupling``) do not
+    apply and must keep their defaults.
+    """
+    import dataclasses
+    import inspect
+
+    import torch
+
+    from flowkit.objectives.multiplicative import MultiplicativeScoreLoss
+    from flowkit.paths.gbm import GBMProcess, fit_lognormal, to_positive
+    from flowkit.training.config import ObjectiveConfig
+
+    objective, defaults = cfg.objective, ObjectiveConfig()
+    for name in ("path", "path_kwargs", "time_sampler", "time_sampler_kwargs", "metric"):
+        if getattr(objective, name) != getattr(defaults, name):
+            raise ConfigError(f"objective.{name} does not apply to kind 'multiplicative'")
+    if (objective.coupling, objective.coupling_kwargs) != ("independent", {}):
+        raise ConfigError("objective.coupling does not apply to kind 'multiplicative'")
+    kwargs = dict(objective.kwargs)
+    process = GBMProcess(kwargs.pop("sigma", 0.8), kwargs.pop("mu", None))
+    start, fit_num = kwargs.pop("start", "per_pixel"), kwargs.pop("fit_num", 10_000)
+    if start not in ("per_pixel", "global"):
+        raise ConfigError(f"objective.kwargs.start={start!r}; expected 'per_pixel' or 'global'")
+    if isinstance(fit_num, bool) or not isinstance(fit_num, int) or fit_num < 2:
+        raise ConfigError(f"objective.kwargs.fit_num must be an int >= 2, got {fit_num!r}")
+    allowed = set(inspect.signature(MultiplicativeScoreLoss).parameters) - {"process", "data_law"}
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"objective.kwargs {unknown} do not apply to kind 'multiplicative'; expected some "
+            f"of {sorted(['sigma', 'mu', 'start', 'fit_num', *allowed])}"
+        )
+    dataset = build_data(dataclasses.replace(cfg.data, random_flip=False))
+    count = min(len(dataset), fit_num)
+    data = (
+        dataset.x[:count]
+        if hasattr(dataset, "x")
+        else torch.stack([dataset[i][0] for i in range(count)])
+    )
+    shift = kwargs.get("shift", True)
+    law = fit_lognormal(to_positive(data) if shift else data, per_pixel=start == "per_pixel")
+    return MultiplicativeScoreLoss(process=process, data_law=law, **kwargs)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -180,9 +180,11 @@ class Trainer:
         cfg = self.config
         batch = self.batches.next()
         cond = batch.labels if cfg.model.class_conditional else None
+        # a phased objective (Rectified Diffusion's phases) also reads the boundary states
+        phased = {"xb": batch.xb} if getattr(self.objective, "boundaries", None) is not None else {}
         with autocast:
             loss = self.objective(
-                self.forward_model, batch.x1, x0=batch.x0, cond=cond, generator=self.noise
+                self.forward_model, batch.x1, x0=batch.x0, cond=cond, generator=self.noise, **phased
             ).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -303,3 +305,18 @@ class Trainer:
         pipeline.save_pretrained(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+
+
+def train_or_resume(
+    config: str | os.PathLike,
+    overrides: list[str],
+    run_dir: str | os.PathLike,
+    progress: bool = True,
+) -> Path:
+    """Train ``config`` (with ``--set``-style ``overrides``) into ``run_dir``, continuing its
+    latest checkpoint if there is one; a run that already saved its pipeline is left as is.
+    Returns the pipeline folder: the resumable stage of multi-step scripts."""
+    run_dir = Path(run_dir)
+    if (run_dir / "pipeline" / "model_index.json").is_file():
+        return run_dir / "pipeline"
+    return Trainer(load_config(config, overrides), run_dir, resume=True, progress=progress).fit()

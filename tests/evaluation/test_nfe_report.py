@@ -38,3 +38,16 @@ def test_markdown_table_lists_every_nfe_and_the_teacher_solver():
     assert table[0].startswith("| model | FID (digits features, 2000 samples) @ 1 NFE | @ 2 NFE")
     assert table[2] == "| 1-RF (teacher) | 40.000 | 5.500 | 0.810 | 0.090 @ 32 NFE | 0.0512 |"
     assert table[3] == "| 2-RF | 2.000 | 1.000 | 0.500 |  | 0.0011 |"
+
+
+def test_straightness_can_be_left_out_and_the_figure_sampled_with_ddim(tmp_path):
+    torch.manual_seed(0)
+    MLPField(dim=2, hidden_dim=8, num_layers=2, prediction="x0").save_pretrained(tmp_path / "m")
+    judge = Judge("sw", 200, held_out=sample_toy("checkerboard", 200, seed=1))
+    row = evaluate_row("x0", tmp_path / "m", judge, [1, 2], straightness_num=0, method="ddim")
+    assert row.straightness is None and set(row.scores) == {1, 2}
+    table = markdown_table([row], "sw", 200, None).splitlines()
+    assert table[0].endswith("@ 2 NFE | teacher solver |") and table[2].count("|") == 5
+    models, teacher = {"x0": tmp_path / "m"}, ("x0", tmp_path / "m", "ddim", 2)
+    figure = report_figure(models, [row], teacher, tmp_path / "r.png", judge, method="ddim")
+    assert figure.is_file()

@@ -1,4 +1,5 @@
-"""ODE solvers: order of convergence, adaptive tolerance, honest NFE, Gaussian targets."""
+"""ODE solvers: order of convergence, adaptive tolerance, honest NFE, Gaussian targets, DDIM's
+trailing grid."""
 
 import math
 
@@ -6,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from flowkit.models import ddim_grid
+from flowkit.paths import discrete_vp, vp
 from flowkit.solvers import sample_ode
 
 
@@ -107,3 +110,36 @@ def test_bad_arguments_are_named() -> None:
         sample_ode(quadratic_field, torch.ones(1, 1), nfe=3, method="rk4")
     with pytest.raises(ValueError, match="must return the shape of x"):
         sample_ode(lambda x, t: x[:, :1], torch.ones(2, 2), nfe=1)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+def test_ddim_runs_trailing_from_the_noise_end_to_the_data_end(steps: int) -> None:
+    """On VP, ``n`` DDIM steps evaluate at ``t = 0, 1/n, ..., (n-1)/n`` and land on ``t = 1``,
+    where ``sigma = 0``: the result is the data prediction made at the last step's start."""
+    path = vp()
+    calls = []
+
+    def epsilon(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        calls.append(t[0].item())
+        return 0.9 * x + 0.1 * torch.sin(x)
+
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    result = sample_ode(
+        epsilon, x, steps, "ddim", path=path, prediction="epsilon", return_trajectory=True
+    )
+    assert result.times.tolist() == [k / steps for k in range(steps + 1)]
+    assert calls[: result.nfe] == [k / steps for k in range(steps)] and result.nfe == steps
+    start, t_last = result.trajectory[-2], torch.full((6,), (steps - 1) / steps).double()
+    data = path.convert(epsilon(start, t_last), start, t_last, "epsilon", "x0")
+    torch.testing.assert_close(result.x, data)
+    assert sample_ode(epsilon, x, steps, "euler", path=path).times[-1].item() == path.t_max
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+def test_ddim_on_a_ddpm_path_takes_diffusers_trailing_timesteps(steps: int) -> None:
+    """On a discrete DDPM path the default grid is DDIM's "trailing" spacing: timesteps
+    ``T - 1, T - 1 - T/n, ...``, the first at pure noise, then ``alphas_cumprod = 1``."""
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    path = discrete_vp(torch.cumprod(1 - betas, 0))
+    result = sample_ode(lambda x, t: x, torch.zeros(1, 1), steps, "ddim", path=path)
+    assert result.times.tolist() == ddim_grid(path, steps, spacing="trailing")
