@@ -24,7 +24,6 @@ Stages (each one resumes where it stopped when the command is run again):
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import torch
 from flowkit.objectives.rectified_diffusion import phase_boundaries
 from flowkit.reflow import SolverSpec, generate_pairs, load_teacher
 from flowkit.training.distributed import barrier, init_distributed, shutdown_and_exit
-from flowkit.training.trainer import train_or_resume
+from flowkit.training.stages import record_minutes, train_or_resume
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TEACHER_CONFIG = "digits_vp.yaml"
@@ -64,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def write_report(
+def report(
     out: Path,
     teacher_dir: Path,
     students: dict[str, Path],
@@ -77,40 +76,20 @@ def write_report(
 ) -> None:
     """Score every model at each DDIM step count (the teacher also at its pair NFE) and write
     OUT/report.md, OUT/report.json and OUT/report.png (rank 0 writes; all ranks sample)."""
-    from flowkit.evaluation.nfe_report import (
-        Judge,
-        evaluate_row,
-        markdown_table,
-        report_figure,
-        save_rows,
-    )
-    from flowkit.evaluation.stats import load_stats
+    from flowkit.evaluation.nfe_report import evaluate_row, fid_judge, write_report
 
-    rank0 = not (torch.distributed.is_initialized() and torch.distributed.get_rank() != 0)
-    if not reference.is_file():
-        from flowkit.evaluation.fid import dataset_stats
-
-        stats = dataset_stats("digits", device=device, progress=progress)
-        if rank0:
-            stats.save(reference)
-        barrier()
-    judge = Judge("fid", num, reference=str(reference), device=device, progress=progress)
+    judge = fid_judge("digits", reference, num, device, progress)
     # no straightness: along Euler on VP it is dominated by the velocity's blow-up at t -> 1
     options = dict(straightness_num=0, method="ddim")
     rows = [evaluate_row("VP teacher", teacher_dir, judge, nfes, ("ddim", pair_nfe), **options)]
     rows += [evaluate_row(name, model, judge, nfes, **options) for name, model in students.items()]
-    if not rank0:
-        return
-    features = load_stats(reference).extractor
     note = (
         f"DDIM (eta = 0, trailing: uniform from t = 0 to t = 1) at each NFE; the teacher's "
         f"pairs came from its {pair_nfe}-step DDIM ODE.\n\n"
     )
-    (out / "report.md").write_text(note + markdown_table(rows, "fid", num, features))
-    save_rows(rows, out / "report.json")
-    models = {"teacher": teacher_dir, **students}
     teacher = ("teacher", teacher_dir, "ddim", pair_nfe)
-    report_figure(models, rows, teacher, out / "report.png", judge, method="ddim")
+    models = {"teacher": teacher_dir, **students}
+    write_report(out, rows, judge, models, teacher, method="ddim", note=note)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         timings[name] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    write_report(
+    report(
         out,
         teacher_dir,
         students,
@@ -170,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     timings["report"] = time.perf_counter() - tic
     barrier()
     if dist.is_main:
-        minutes = {k: round(v / 60, 2) for k, v in timings.items()}
-        (out / "timings.json").write_text(json.dumps(minutes, indent=2) + "\n")
+        minutes = record_minutes(out / "timings.json", timings)
         print((out / "report.md").read_text())
         print(f"minutes per stage: {minutes}")
     shutdown_and_exit(0)

@@ -20,7 +20,6 @@ Stages (each one resumes where it stopped when the command is run again):
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 
 from flowkit.reflow import SolverSpec, generate_pairs, load_teacher
 from flowkit.training.distributed import barrier, init_distributed, shutdown_and_exit
-from flowkit.training.trainer import train_or_resume
+from flowkit.training.stages import record_minutes, train_or_resume
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -93,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def write_report(
+def report(
     out: Path,
     teacher_dir: Path,
     students: dict[str, Path],
@@ -106,48 +105,23 @@ def write_report(
 ) -> None:
     """Score every model at each Euler NFE (the teacher also with its pair solver) and write
     OUT/report.md, OUT/report.json and OUT/report.png (rank 0 writes; all ranks sample)."""
-    from flowkit.evaluation.nfe_report import (
-        Judge,
-        evaluate_row,
-        markdown_table,
-        report_figure,
-        save_rows,
-    )
+    from flowkit.evaluation.nfe_report import Judge, evaluate_row, fid_judge, write_report
 
-    rank0 = not (torch.distributed.is_initialized() and torch.distributed.get_rank() != 0)
     if preset.reference or data_root:
-        reference = out / "reference.npz"
-        if not reference.is_file():
-            from flowkit.evaluation.fid import dataset_stats
-
-            stats = dataset_stats(preset.reference or data_root, device=device, progress=progress)
-            if rank0:
-                stats.save(reference)
-            barrier()
-        judge = Judge("fid", num, reference=str(reference), device=device, progress=progress)
+        data = preset.reference or data_root
+        judge = fid_judge(data, out / "reference.npz", num, device, progress)
     else:
         from flowkit.data import sample_toy
-        from flowkit.training.config import load_config as read_config
+        from flowkit.training.config import load_config
 
-        toy = read_config(teacher_dir / "config.yaml").data.name
+        toy = load_config(teacher_dir / "config.yaml").data.name
         held_out = sample_toy(toy, num, seed=10_001)
         judge = Judge("sw", num, held_out=held_out, device=device, progress=progress)
     solver = preset.teacher_solver
     rows = [evaluate_row("1-RF (teacher)", teacher_dir, judge, nfes, (solver.method, solver.nfe))]
     rows += [evaluate_row(name, folder, judge, nfes) for name, folder in students.items()]
-    if not rank0:
-        return
-    features = None
-    if judge.metric == "fid":
-        from flowkit.evaluation.stats import load_stats
-
-        features = load_stats(judge.reference).extractor
-    table = markdown_table(rows, judge.metric, num, features)
-    (out / "report.md").write_text(table)
-    save_rows(rows, out / "report.json")
-    models = {"1-RF": teacher_dir, **students}
     teacher = ("1-RF", teacher_dir, solver.method, solver.nfe)
-    report_figure(models, rows, teacher, out / "report.png", judge)
+    write_report(out, rows, judge, {"1-RF": teacher_dir, **students}, teacher)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         timings[name] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    write_report(
+    report(
         out,
         teacher_dir,
         students,
@@ -201,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     timings["report"] = time.perf_counter() - tic
     barrier()
     if dist.is_main:
-        minutes = {k: round(v / 60, 2) for k, v in timings.items()}
-        (out / "timings.json").write_text(json.dumps(minutes, indent=2) + "\n")
+        minutes = record_minutes(out / "timings.json", timings)
         print((out / "report.md").read_text())
         print(f"minutes per stage: {minutes}")
     shutdown_and_exit(0)

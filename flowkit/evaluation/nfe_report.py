@@ -184,3 +184,55 @@ def report_figure(
     curves = {row.name: sorted(row.scores.items()) for row in rows}
     ylabel = "FID" if judge.metric == "fid" else "sliced Wasserstein"
     return save_report_figure(panels, curves, path, ylabel=ylabel)
+
+
+def _is_main() -> bool:
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
+
+
+def fid_judge(
+    data: str | os.PathLike,
+    reference: str | os.PathLike,
+    num: int,
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> Judge:
+    """A FID judge against the statistics of ``data`` (a built-in image set or a folder),
+    cached at ``reference``: computed when missing (every rank takes part, rank 0 saves)."""
+    from flowkit.evaluation.fid import dataset_stats
+    from flowkit.training.distributed import barrier
+
+    reference = Path(reference)
+    if not reference.is_file():
+        stats = dataset_stats(data, device=device, progress=progress)
+        if _is_main():
+            stats.save(reference)
+        barrier()
+    return Judge("fid", num, reference=str(reference), device=device, progress=progress)
+
+
+def write_report(
+    out: Path,
+    rows: list[Row],
+    judge: Judge,
+    models: dict[str, Path],
+    teacher: tuple[str, Path, str, int | None],
+    method: str = "euler",
+    note: str = "",
+) -> None:
+    """On rank 0: ``out/report.md`` (``note`` then the table), ``out/report.json`` and
+    ``out/report.png`` (:func:`report_figure`), each written atomically."""
+    if not _is_main():
+        return
+    features = None
+    if judge.metric == "fid":
+        from flowkit.evaluation.stats import load_stats
+
+        features = load_stats(judge.reference).extractor
+    table = note + markdown_table(rows, judge.metric, judge.num, features)
+    tmp = out / "report.md.tmp"
+    tmp.write_text(table)
+    os.replace(tmp, out / "report.md")
+    save_rows(rows, out / "report.json")
+    report_figure(models, rows, teacher, out / "report.png", judge, method=method)

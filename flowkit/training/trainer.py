@@ -305,18 +305,3 @@ class Trainer:
         pipeline.save_pretrained(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-
-
-def train_or_resume(
-    config: str | os.PathLike,
-    overrides: list[str],
-    run_dir: str | os.PathLike,
-    progress: bool = True,
-) -> Path:
-    """Train ``config`` (with ``--set``-style ``overrides``) into ``run_dir``, continuing its
-    latest checkpoint if there is one; a run that already saved its pipeline is left as is.
-    Returns the pipeline folder: the resumable stage of multi-step scripts."""
-    run_dir = Path(run_dir)
-    if (run_dir / "pipeline" / "model_index.json").is_file():
-        return run_dir / "pipeline"
-    return Trainer(load_config(config, overrides), run_dir, resume=True, progress=progress).fit()
