@@ -9,8 +9,8 @@ couplings against POT and torchcfm.
    ``unet("tiny")`` on 1x8x8 (digits-sized) and ``unet("small", in_channels=3,
    out_channels=3)`` on 3x32x32 (CIFAR-sized). The number of pairs is sized from a timed
    forward pass so that one bare run takes about ``--seconds``. A third timed job,
-   ``flowkit.solvers.seeded_noise`` alone over the same pairs (one ``torch.Generator`` per
-   sample), shows how much of flowkit's time goes to the noise; "other" is what remains of
+   ``flowkit.solvers.seeded_noise`` alone over the same pairs (counter-based, vectorised over
+   the batch), shows how much of flowkit's time goes to the noise; "other" is what remains of
    flowkit's time above the bare loop and the noise (ODE wrapper, shard write, checksums;
    negative when it is below the measurement noise). Before timing, the first shard's pairs
    are checked against the bare loop run on the same noise.

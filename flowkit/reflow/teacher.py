@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from flowkit.paths import AffinePath
 from flowkit.solvers import SampleResult, sample_ode, seeded_noise
-from flowkit.solvers.noise import sample_seed
+from flowkit.solvers.noise import seeded_integers
 from flowkit.solvers.ode import ADAPTIVE_METHODS, end_time
 
 
@@ -82,15 +82,7 @@ class LoadedTeacher:
         (a stream separate from the noise's); None for an unconditional one."""
         if self.num_classes is None:
             return None
-        draws = [
-            torch.randint(
-                self.num_classes,
-                (),
-                generator=torch.Generator().manual_seed(sample_seed(seed, i) ^ 0x5EED),
-            )
-            for i in indices
-        ]
-        return torch.stack(draws).long()
+        return seeded_integers(self.num_classes, indices, seed)
 
     @torch.no_grad()
     def integrate(

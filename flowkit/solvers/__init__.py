@@ -6,7 +6,7 @@ from flowkit.solvers.gbm import GBM_SAMPLERS, sample_gbm, sample_gbm_seeded
 from flowkit.solvers.grids import GRIDS, time_grid
 from flowkit.solvers.increments import PerSampleNoise
 from flowkit.solvers.likelihood import LikelihoodResult, log_likelihood
-from flowkit.solvers.noise import sample_seed, seeded_noise
+from flowkit.solvers.noise import sample_seed, seeded_integers, seeded_noise
 from flowkit.solvers.ode import ODE_METHODS, sample_ode
 from flowkit.solvers.predictor_corrector import sample_pc
 from flowkit.solvers.result import SampleResult
@@ -29,6 +29,7 @@ __all__ = [
     "sample_pc",
     "sample_seed",
     "sample_sde",
+    "seeded_integers",
     "seeded_noise",
     "time_grid",
 ]

@@ -8,7 +8,6 @@ import torch
 from flowkit.paths import get_path, rectified, subvp, ve, vp
 from flowkit.solvers import sample_ode, seeded_noise
 from flowkit.solvers.edm import edm_sigma, edm_time, sample_edm
-from flowkit.solvers.increments import PerSampleNoise, increment_seed
 from flowkit.solvers.predictor_corrector import sample_pc
 from flowkit.solvers.sde import SDE_METHODS, reverse_diffusion_sq, sample_sde
 
@@ -71,18 +70,6 @@ def test_a_sample_does_not_depend_on_its_batch(method: str, name: str) -> None:
     other_seed = sample_sde(shrink_field, seeded_noise((3,), range(64), 3), 12, method,
                             **{**kwargs, "seed": 4}).x  # fmt: skip
     assert not torch.allclose(other_seed, batch)
-
-
-def test_increments_are_per_sample_and_not_the_initial_noise() -> None:
-    big = PerSampleNoise((3,), range(8), seed=5, dtype=torch.float64)
-    small = PerSampleNoise((3,), [6], seed=5, dtype=torch.float64)
-    for _ in range(big.block + 3):  # across a block boundary
-        torch.testing.assert_close(big.next()[6], small.next()[0], rtol=0, atol=0)
-    x0 = seeded_noise((3,), range(8), 5, dtype=torch.float64)
-    first = PerSampleNoise((3,), range(8), seed=5, dtype=torch.float64).next()
-    assert not torch.allclose(first, x0)
-    assert len({increment_seed(5, i) for i in range(100)}) == 100
-    assert increment_seed(5, 0) != increment_seed(6, 0)
 
 
 @pytest.mark.parametrize("name", ["rectified", "vp", "ve", "cosine"])
