@@ -17,8 +17,8 @@ FID_EXAMPLES = """examples:
   flowkit fid runs/digits --nfe 4 --num 2000 --ref refs/digits.npz
   flowkit fid samples.safetensors --ref refs/digits.npz
   flowkit fid /data/generated_pngs --ref refs/cifar10.npz --features inception
-  torchrun --standalone --nproc_per_node=8 -m flowkit fid runs/cifar10 --nfe 1 --num 50000 \\
-      --ref refs/cifar10.npz
+  torchrun --standalone --nproc_per_node=8 -m flowkit fid runs/cifar10 --nfe 1 -n 50000 \\
+      --ref refs/cifar10.npz   # -n: torchrun takes --num for its --numa-binding
 """
 AUTOCAST = {"none": None, "bf16": "bfloat16", "fp16": "float16"}
 FEATURES_HELP = (
@@ -54,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     stats.add_argument("data")
     stats.add_argument("--out", required=True, help="the .npz to write")
-    stats.add_argument("--num", type=int, default=None, help="use only the first N images")
+    stats.add_argument("--num", "-n", type=int, default=None, help="use only the first N images")
     _common(stats)
     stats.set_defaults(run=run_stats)
 
@@ -71,7 +71,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fid.add_argument("source", help="model directory, image folder or .safetensors")
     fid.add_argument("--ref", required=True, help="reference statistics (.npz)")
     fid.add_argument("--nfe", type=int, default=None, help="models: network evaluations")
-    fid.add_argument("--num", type=int, default=None, help="number of samples")
+    fid.add_argument(
+        "--num", "-n", type=int, default=None, help="number of samples (-n under torchrun)"
+    )
     fid.add_argument("--method", default="euler", help="models: ODE method (default euler)")
     fid.add_argument("--seed", type=int, default=0)
     fid.add_argument("--json", dest="json_out", default=None, help="also write the result here")

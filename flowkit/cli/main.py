@@ -10,6 +10,7 @@ from flowkit.cli import evaluate as evaluate_commands
 from flowkit.cli import reflow as reflow_command
 from flowkit.cli import sample as sample_command
 from flowkit.cli import train as train_command
+from flowkit.files import FlowkitError, write_hint
 
 COMMANDS = [train_command, sample_command, reflow_command, evaluate_commands]
 
@@ -40,9 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
-        print(f"flowkit {args.command}: error: {error}", file=sys.stderr)
+    except (FlowkitError, ValueError, OSError, ImportError) as error:
+        print(f"flowkit {args.command}: error: {describe(error)}", file=sys.stderr)
         return 2
+
+
+def describe(error: BaseException) -> str:
+    """One line for the user: the message, and for a bare operating-system error the file
+    and what to do."""
+    if isinstance(error, OSError) and not isinstance(error, FlowkitError) and error.strerror:
+        where = f" ({error.filename!r})" if error.filename else ""
+        return f"{error.strerror}{where}; {write_hint(error)}"
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -40,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="network evaluations (fixed-step methods); default 100, or for a multiplicative "
         "(GBM) model its saved steps x inner_steps",
     )
-    parser.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
+    parser.add_argument("--num", "-n", type=int, default=64, help="number of samples (default 64)")
     parser.add_argument("--out", required=True, help="output .png or .safetensors file")
     parser.add_argument(
         "--method",
@@ -71,10 +70,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
     from flowkit.data import save_image_grid, save_scatter
+    from flowkit.files import save_tensors
     from flowkit.pipelines.multiplicative import multiplicative_pipeline_dir
     from flowkit.pipelines.rectified_flow import sample_shape
     from flowkit.pipelines.runs import load_field
@@ -86,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must end in .png or .safetensors, got {str(out)!r}")
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
+    out.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails before the sampling
     device = resolve_device(args.device)
     gbm_dir = multiplicative_pipeline_dir(args.model)
     if gbm_dir is not None:
@@ -144,9 +144,7 @@ def run(args: argparse.Namespace) -> int:
     x = torch.cat(samples)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".safetensors":
-        tmp = out.with_name(out.name + ".tmp")
-        save_file({"samples": x.contiguous(), "x0": torch.cat(noises).contiguous()}, tmp)
-        os.replace(tmp, out)
+        save_tensors({"samples": x.contiguous(), "x0": torch.cat(noises).contiguous()}, out)
     elif x.dim() == 4:
         save_image_grid(x, out)
     elif x.shape[1:] == (2,):

@@ -1,8 +1,8 @@
 """PNG previews of samples with PIL and numpy only: image grids, 2-D scatter plots and
 2-D trajectories.
 
-Every function writes atomically (to ``path + '.tmp'`` in the same folder, then
-``os.replace``), create missing parent folders and return the path written.
+Every function writes atomically (:func:`flowkit.files.atomic_path`), creates missing
+parent folders and returns the path written.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+
+from flowkit.files import atomic_path
 
 __all__ = ["image_grid", "save_image_grid", "save_scatter", "save_trajectories", "scatter_image"]
 
@@ -32,13 +34,8 @@ def _write_atomic(image: Image.Image, path: str | os.PathLike) -> Path:
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"cannot tell the image format of {str(path)!r} from its extension")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with atomic_path(path) as tmp:
         image.save(tmp, format=fmt)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
+from flowkit.files import atomic_path, load_tensors, read_json, safetensors_metadata
 from flowkit.training.optimizer_state import (
     flatten_optimizer_state,
     optimizer_state_to_device,
@@ -80,17 +81,13 @@ class CheckpointManager:
         """Write checkpoint ``step`` atomically, then prune old ones."""
         self.root.mkdir(parents=True, exist_ok=True)
         final = self.root / f"{PREFIX}{step:08d}"
-        tmp = self.root / f".tmp-{PREFIX}{step:08d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        save_file(_state_dict(model), tmp / "model.safetensors")
-        save_file(_state_dict(ema_model), tmp / "ema.safetensors")
-        tensors, meta = flatten_optimizer_state(optimizer.state_dict())
-        save_file(tensors, tmp / "optimizer.safetensors", metadata={"meta": meta})
-        (tmp / "state.json").write_text(json.dumps({"step": step, **state}))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        with atomic_path(final, is_dir=True) as tmp:
+            tmp.mkdir()
+            save_file(_state_dict(model), tmp / "model.safetensors")
+            save_file(_state_dict(ema_model), tmp / "ema.safetensors")
+            tensors, meta = flatten_optimizer_state(optimizer.state_dict())
+            save_file(tensors, tmp / "optimizer.safetensors", metadata={"meta": meta})
+            (tmp / "state.json").write_text(json.dumps({"step": step, **state}))
         for old in self.list()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final
@@ -111,15 +108,20 @@ class CheckpointManager:
         for name in ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "state.json"):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"checkpoint {str(path)!r} is missing {name}")
-        device = next(model.parameters()).device
-        model.load_state_dict(load_file(path / "model.safetensors", device=str(device)))
-        ema_model.load_state_dict(load_file(path / "ema.safetensors", device=str(device)))
-        from safetensors import safe_open
-
-        with safe_open(path / "optimizer.safetensors", framework="pt") as handle:
-            meta = handle.metadata()["meta"]
-        tensors = load_file(path / "optimizer.safetensors")
+        device = str(next(model.parameters()).device)
+        what = "checkpoint file"
+        weights = load_tensors(path / "model.safetensors", device, what)
+        ema_weights = load_tensors(path / "ema.safetensors", device, what)
+        tensors = load_tensors(path / "optimizer.safetensors", "cpu", what)
+        meta = safetensors_metadata(path / "optimizer.safetensors", what).get("meta")
+        state = read_json(path / "state.json", what)
+        if meta is None or not isinstance(state, dict) or "step" not in state:
+            raise ValueError(
+                f"checkpoint {str(path)!r} is incomplete (no optimizer metadata or step); "
+                "delete this folder to resume from the one before it"
+            )
+        model.load_state_dict(weights)
+        ema_model.load_state_dict(ema_weights)
         optimizer.load_state_dict(unflatten_optimizer_state(tensors, meta))
         optimizer_state_to_device(optimizer)
-        state = json.loads((path / "state.json").read_text())
         return Checkpoint(path=path, step=int(state["step"]), state=state)

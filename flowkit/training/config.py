@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from flowkit.files import read_yaml, write_text
+
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used, with the key it concerns."""
@@ -208,7 +210,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-        values = yaml.safe_load(path.read_text()) or {}
+        values = read_yaml(path, "config file") or {}
         if not isinstance(values, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
     return config_from_dict(apply_overrides(values, overrides or []))
@@ -216,10 +218,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 
 def save_config(config: RunConfig, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def differing_keys(a: RunConfig, b: RunConfig, sections: tuple[str, ...]) -> list[str]:

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from flowkit.files import write_text
+
 
 class MetricsLog:
     """Appends records to a JSON-lines file; on resume, drops records past the restart step
@@ -23,9 +25,7 @@ class MetricsLog:
             for line in self.path.read_text().splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step
         ]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.path)
+        write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as handle:

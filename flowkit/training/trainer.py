@@ -14,7 +14,6 @@ draws: the data position and every random-number-generator state are checkpointe
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from flowkit.files import FlowkitError, atomic_path
 from flowkit.models.acceleration import accelerate
 from flowkit.training.batches import make_batches
 from flowkit.training.builders import build_data, build_model, build_objective, count_parameters
@@ -38,7 +38,7 @@ PRECISIONS = ("fp32", "bf16")
 FROZEN_ON_RESUME = ("data", "model", "objective")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(FlowkitError, RuntimeError):
     """The loss became NaN or infinite; the run stopped without saving the bad weights."""
 
 
@@ -299,9 +299,5 @@ class Trainer:
                 path_kwargs=objective.path_kwargs or None,
             )
             pipeline = RectifiedFlowPipeline(model=self.ema.ema_model, scheduler=scheduler)
-        final = self.run_dir / "pipeline"
-        tmp = self.run_dir / ".tmp-pipeline"
-        shutil.rmtree(tmp, ignore_errors=True)
-        pipeline.save_pretrained(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        with atomic_path(self.run_dir / "pipeline", is_dir=True) as tmp:
+            pipeline.save_pretrained(tmp)

@@ -158,3 +158,27 @@ def test_two_processes_give_the_fid_of_one(
     double = json.loads(done.stdout.strip().splitlines()[-1])
     assert double["num"] == single["num"] == 898
     assert double["fid"] == pytest.approx(single["fid"], rel=1e-9)
+
+
+def test_torchrun_fid_of_a_model_with_dash_n_equals_one_process(
+    tmp_path: Path, digits_ref: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The README's form ``torchrun ... -m flowkit fid MODEL --nfe N -n N`` runs, and two
+    processes score exactly what one does (sample i depends on (seed, i) alone)."""
+    torch.manual_seed(0)
+    unet("tiny").save_pretrained(tmp_path / "model")
+    args = ["fid", str(tmp_path / "model"), "--nfe", "2", "-n", "24", "--ref", str(digits_ref)]
+    assert main([*args, "--batch-size", "5", "--no-progress", "--device", "cpu"]) == 0
+    single = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node=2", "-m", "flowkit", *args, "--no-progress", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    double = json.loads(done.stdout.strip().splitlines()[-1])
+    assert double["num"] == single["num"] == 24
+    assert double["fid"] == pytest.approx(single["fid"], rel=1e-9)
