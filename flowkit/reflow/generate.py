@@ -8,6 +8,13 @@ batch_size)``, so the data set is the same whether one process writes it or seve
 interrupted: a shard is written to a temporary file and renamed, so after a kill every
 ``pairs-*.safetensors`` present is whole, and a restart writes exactly the missing ones.
 
+Every shard records its provenance (the plan and its row range, no paths or ranks, so the
+bytes stay identical however the work was split). A restart -- with or without
+``manifest.json``, which a user may have deleted -- first checks every shard already in
+the directory against the plan, and refuses to continue over shards of another teacher,
+seed, solver or size: otherwise one directory would silently hold two teachers' pairs
+under one manifest.
+
 With ``boundaries`` ``[0, b_1, ..., b_K]`` (phased Rectified Diffusion) the teacher is run
 phase by phase (:meth:`~flowkit.reflow.LoadedTeacher.integrate_through`) and each shard also
 holds ``xb`` ``(n, K + 1, *D)``, its state at every boundary.
@@ -23,11 +30,19 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from flowkit.reflow.manifest import STORAGE_DTYPES, Manifest, ShardRecord, plan_differences
-from flowkit.reflow.shards import MappedShard, file_sha256, write_shard
+from flowkit.reflow.manifest import (
+    MANIFEST,
+    STORAGE_DTYPES,
+    Manifest,
+    ShardRecord,
+    plan_differences,
+    provenance_differences,
+)
+from flowkit.reflow.shards import MappedShard, existing_shards, file_sha256, write_shard
 from flowkit.reflow.teacher import LoadedTeacher, SolverSpec
 from flowkit.training.distributed import barrier
 
@@ -38,13 +53,66 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
-def _shard_is_whole(path: Path, manifest: Manifest, index: int) -> bool:
-    """A shard left by an earlier run counts only if it holds exactly its planned rows."""
-    if not path.is_file():
-        return False
-    start, stop = manifest.shard_range(index)
+def _shard_differences(
+    teacher: LoadedTeacher, manifest: Manifest, index: int, path: Path, complete: bool
+) -> list[str]:
+    """How the existing shard ``path`` (number ``index``) differs from ``manifest``'s plan.
+
+    Checked: the index lies in the plan, the recorded provenance equals
+    :meth:`Manifest.provenance`, the row count, and -- when the run will write more shards
+    -- that the shard's first stored noise row is the noise this flowkit draws for that pair
+    (a changed noise derivation would otherwise mix two noise streams under one seed). In a
+    ``complete`` set nothing will be written, so shards from before provenance was recorded
+    are admitted there, as :class:`~flowkit.reflow.PairDataset` admits them.
+    """
+    if index >= manifest.num_shards:
+        return [f"index: shard {index}, but this plan has {manifest.num_shards} shard(s)"]
     shard = MappedShard(path)
-    return len(shard) == stop - start and shard.info.get("start") == start
+    legacy = not isinstance(shard.info.get("plan"), dict)
+    differences = [] if legacy and complete else provenance_differences(manifest, index, shard.info)
+    start, stop = manifest.shard_range(index)
+    if len(shard) != stop - start:
+        differences.append(f"rows: {len(shard)} in the shard, {stop - start} in the plan")
+    if differences or complete:
+        return differences
+    expected = teacher.noise([start], manifest.seed).cpu().to(getattr(torch, manifest.dtype))
+    if not torch.equal(shard.rows("x0", np.array([0])), expected):
+        differences.append(
+            f"x0: the stored noise of pair {start} is not the noise this flowkit draws for "
+            f"(seed={manifest.seed}, index={start}) (written by a flowkit whose noise "
+            "derivation differs)"
+        )
+    return differences
+
+
+def _check_existing_shards(
+    teacher: LoadedTeacher, manifest: Manifest, out: Path, complete: bool
+) -> set[int]:
+    """Check every shard already in ``out`` against the plan; return their indices.
+
+    Raises:
+        ValueError: a shard differs; the message names it, each differing field with the
+            shard's and the plan's value, any other differing shards, and the fix.
+    """
+    present = existing_shards(out)
+    problems = {
+        path: differences
+        for index, path in present.items()
+        if (differences := _shard_differences(teacher, manifest, index, path, complete))
+    }
+    if problems:
+        (path, differences), *others = problems.items()
+        more = ""
+        if others:
+            names = ", ".join(other.name for other, _ in others[:5])
+            more = f" {len(others)} more shard(s) differ too: {names}{'...' * (len(others) > 5)}."
+        raise ValueError(
+            f"shard {str(path)!r} was not written by this run's plan: {'; '.join(differences)}."
+            f"{more} Pairs of different plans must not share a directory: use a new --out "
+            f"directory, or delete {path.name} (and any other differing shard) to have it "
+            "regenerated with the current settings."
+        )
+    return set(present)
 
 
 def _check_arguments(num: int, batch_size: int, shard_size: int, dtype: str) -> None:
@@ -76,8 +144,10 @@ def generate_pairs(
     teacher's states there as ``xb``. Returns the complete manifest.
 
     Raises:
-        ValueError: bad sizes or boundaries, or ``out`` holds pairs of a different plan (the
-            message names each differing setting).
+        ValueError: bad sizes or boundaries, or ``out`` holds pairs of a different plan: its
+            manifest, or any shard, with or without a manifest (the message names the
+            shard and each differing setting with both values), or a manifest naming shard
+            files other than ``pairs-NNNNN.safetensors``.
     """
     _check_arguments(num, batch_size, shard_size, dtype)
     solver = solver or SolverSpec()
@@ -98,16 +168,25 @@ def generate_pairs(
         num_classes=teacher.num_classes,
         boundaries=boundaries,
     )
-    if (out / "manifest.json").is_file():
-        saved = Manifest.load(out)
+    saved = Manifest.load(out) if (out / MANIFEST).is_file() else None
+    if saved is not None:
         differences = plan_differences(saved, manifest)
         if differences:
             raise ValueError(
                 f"{str(out)!r} already holds pairs of another plan: {'; '.join(differences)}. "
                 "Use another --out, or the same settings to resume."
             )
-        if saved.complete:
-            return saved
+    # A complete set missing a shard (deleted because it was corrupt) is finished like an
+    # interrupted one. Every process checks (read-only, before any barrier), so all of them
+    # raise together.
+    complete = (
+        saved is not None
+        and saved.complete
+        and all((out / manifest.shard_file(k)).is_file() for k in range(manifest.num_shards))
+    )
+    existing = _check_existing_shards(teacher, manifest, out, complete)
+    if complete and saved is not None:
+        return saved
     barrier()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -115,7 +194,7 @@ def generate_pairs(
     barrier()
 
     mine = list(range(rank, manifest.num_shards, world))
-    todo = [k for k in mine if not _shard_is_whole(out / manifest.shard_file(k), manifest, k)]
+    todo = [k for k in mine if k not in existing]
     _write_shards(teacher, manifest, out, solver, todo, progress and rank == 0)
     barrier()
     if rank == 0:
@@ -180,6 +259,6 @@ def _write_shards(
             bar.set_postfix(nfe_per_batch=nfe)
         tensors = {key: torch.cat(value) for key, value in parts.items() if value}
         n_batches = -(-(stop - start) // manifest.batch_size)
-        info = {"start": start, "nfe_per_batch": shard_nfe / n_batches}
+        info = {**manifest.provenance(k), "nfe_per_batch": shard_nfe / n_batches}
         write_shard(out / manifest.shard_file(k), tensors, info)
     bar.close()

@@ -3,8 +3,12 @@
 Indices are global (pair ``i`` lives in shard ``i // shard_size``), so the trainer's
 index stream shuffles over all pairs at once, and a batch gathers its rows from each
 shard's memory map: the pairs are never all in RAM. Opening checks the manifest: it must
-be complete, every shard must exist with its recorded size, tensors and row count, and
-(by default) its SHA-256 must match; any failure names the shard.
+be complete and name only ``pairs-NNNNN.safetensors`` files inside the directory; every
+shard must exist with its recorded size, tensors and row count, the provenance it records
+(teacher digest, solver, seed, sizes, dtype, row range) must be the manifest's plan, and
+(by default) its SHA-256 must match; any failure names the shard. Shards written before
+flowkit recorded provenance carry none; the manifest's checksum is then all that vouches
+for them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from flowkit.reflow.manifest import Manifest
+from flowkit.reflow.manifest import Manifest, ShardRecord, provenance_differences
 from flowkit.reflow.shards import CorruptShardError, MappedShard, file_sha256
 from flowkit.training.batches import Batch
 
@@ -48,7 +52,7 @@ class PairDataset:
                 f"pairs in {str(self.root)!r} are incomplete (generation was interrupted); "
                 "run the same `flowkit reflow` command again to finish them"
             )
-        self.shards = [self._open(record, verify) for record in self.manifest.shards]
+        self.shards = [self._open(k, rec, verify) for k, rec in enumerate(self.manifest.shards)]
         if sum(len(shard) for shard in self.shards) != self.manifest.num:
             raise CorruptShardError(
                 f"shards in {str(self.root)!r} hold {sum(len(s) for s in self.shards)} pairs, "
@@ -57,8 +61,9 @@ class PairDataset:
         self.sample_shape = tuple(self.manifest.sample_shape)
         self.num_classes = self.manifest.num_classes
 
-    def _open(self, record, verify: str) -> MappedShard:
-        path = self.root / record.file
+    def _open(self, index: int, record: ShardRecord, verify: str) -> MappedShard:
+        """Map shard ``index`` after checking it against its record and the plan."""
+        path = self.root / record.file  # a plain pairs-NNNNN name: Manifest.load checked it
         if not path.is_file():
             raise CorruptShardError(f"shard {str(path)!r} listed in the manifest is missing")
         if verify == "checksum" and file_sha256(path) != record.sha256:
@@ -71,6 +76,22 @@ class PairDataset:
             raise CorruptShardError(
                 f"shard {str(path)!r} holds {len(shard)} pairs, the manifest says {record.count}"
             )
+        start, stop = self.manifest.shard_range(index)
+        if (record.start, record.count) != (start, stop - start):
+            raise CorruptShardError(
+                f"{str(self.root / 'manifest.json')!r}: shard entry {index} ({record.file}) "
+                f"records rows [{record.start}, {record.start + record.count}), the plan puts "
+                f"rows [{start}, {stop}) there; regenerate the pairs into a new --out directory"
+            )
+        if isinstance(shard.info.get("plan"), dict):  # absent: written before provenance
+            differences = provenance_differences(self.manifest, index, shard.info)
+            if differences:
+                raise CorruptShardError(
+                    f"shard {str(path)!r} was not written by the plan in the manifest: "
+                    f"{'; '.join(differences)}. The directory mixes pairs of different plans: "
+                    "delete the shard and rerun the `flowkit reflow` command of the manifest "
+                    "to regenerate it, or generate the pairs into a new --out directory"
+                )
         for key in ("x0", "x1"):
             if list(shard.shape(key)) != list(self.manifest.sample_shape):
                 raise CorruptShardError(

@@ -7,22 +7,31 @@ the same first dimension. Reads never load a whole shard: the safetensors header
 each tensor's byte range, and :class:`MappedShard` maps that range with ``numpy.memmap``
 so a batch touches only the rows it gathers (bfloat16 is mapped as raw 16-bit words
 and reinterpreted by torch).
+
+Each shard carries its own provenance in its metadata (see
+:meth:`flowkit.reflow.Manifest.provenance`: the plan it was written under and its row
+range), so a shard can be checked against a plan even when ``manifest.json`` is gone.
+Shard files are named ``pairs-NNNNN.safetensors`` and nothing else: :func:`shard_index`
+is the one test of a name, and it admits no separators, so a name never leaves its
+directory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import re
 import struct
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
+from flowkit.files import save_tensors
+
 SHARD_PATTERN = "pairs-{:05d}.safetensors"
+_SHARD_RE = re.compile(r"pairs-(\d{5,})\.safetensors")
 PAIR_KEYS = ("x0", "x1")
 
 # safetensors dtype tag -> (numpy dtype to map the bytes with, torch dtype they hold)
@@ -40,20 +49,47 @@ class CorruptShardError(ValueError):
 
 
 def shard_name(index: int) -> str:
+    """The file name of shard ``index``: ``pairs-00007.safetensors``."""
     return SHARD_PATTERN.format(index)
+
+
+def shard_index(name: str) -> int | None:
+    """The index of a shard file name as :func:`shard_name` writes it, else None.
+
+    Only the exact canonical spelling counts (``pairs-00007.safetensors``, not
+    ``pairs-7.safetensors`` or ``pairs-000007.safetensors``), so no path, separator,
+    ``.``/``..`` or absolute name is ever a shard name.
+    """
+    match = _SHARD_RE.fullmatch(name)
+    if match is None:
+        return None
+    index = int(match.group(1))
+    return index if shard_name(index) == name else None
+
+
+def existing_shards(directory: Path) -> dict[int, Path]:
+    """The shard files present in ``directory``, by index (files with other names,
+    such as a ``.tmp`` a killed writer left behind, are not shards)."""
+    if not directory.is_dir():
+        return {}
+    found = {}
+    for path in directory.iterdir():
+        index = shard_index(path.name)
+        if index is not None and path.is_file():
+            found[index] = path
+    return dict(sorted(found.items()))
 
 
 def write_shard(path: Path, tensors: dict[str, Tensor], info: dict) -> None:
     """Write ``tensors`` to ``path`` through a temporary file renamed into place.
 
-    ``info`` is stored as one JSON string under the metadata key ``"shard"``: safetensors
-    writes several metadata keys in no fixed order, which would make the bytes (and the
-    checksum) of identical shards differ.
+    ``info`` (the shard's provenance and statistics) is stored as one JSON string with
+    sorted keys under the metadata key ``"shard"``: safetensors writes several metadata
+    keys in no fixed order, which would make the bytes (and the checksum) of identical
+    shards differ.
     """
-    tmp = path.with_name(path.name + ".tmp")
     metadata = {"shard": json.dumps(info, sort_keys=True)}
-    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    save_tensors({k: v.contiguous().cpu() for k, v in tensors.items()}, path, metadata=metadata)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
@@ -97,6 +133,8 @@ class MappedShard:
             self.info: dict = json.loads(metadata.get("shard", "{}"))
         except json.JSONDecodeError as error:
             raise CorruptShardError(f"shard {str(path)!r} has unreadable metadata") from error
+        if not isinstance(self.info, dict):
+            raise CorruptShardError(f"shard {str(path)!r} has metadata that is not an object")
         self.arrays: dict[str, tuple[np.memmap, torch.dtype]] = {}
         file_size = path.stat().st_size
         for name, info in header.items():

@@ -164,3 +164,23 @@ def test_a_non_finite_loss_is_one_line_that_says_what_to_do(
     assert _train(tmp_path / "run", *args) == 2
     line = _one_error_line(capsys, "train")
     assert "NaN or infinite" in line and "optim.lr" in line
+
+
+def test_reflow_into_another_teachers_pairs_without_manifest_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for seed, name in ((0, "a"), (1, "b")):
+        torch.manual_seed(seed)
+        MLPField(dim=2, hidden_dim=16, num_layers=2).save_pretrained(tmp_path / name)
+    out = tmp_path / "pairs"
+    args = ["-n", "12", "--shard-size", "4", "--method", "euler", "--nfe", "2", "--no-progress"]
+    assert main(["reflow", str(tmp_path / "a"), "--out", str(out), *args]) == 0
+    (out / "manifest.json").unlink()
+    (out / "pairs-00002.safetensors").unlink()  # as if killed before the last shard
+    before = sorted(p.read_bytes() for p in out.iterdir())
+    capsys.readouterr()
+    assert main(["reflow", str(tmp_path / "b"), "--out", str(out), *args]) == 2
+    line = _one_error_line(capsys, "reflow")
+    assert "pairs-00000.safetensors" in line and "teacher_digest" in line
+    assert sorted(p.read_bytes() for p in out.iterdir()) == before  # nothing written
+    assert main(["reflow", str(tmp_path / "a"), "--out", str(out), *args]) == 0  # same teacher
