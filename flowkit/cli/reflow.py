@@ -18,8 +18,8 @@ Rerun the same command after an interruption: finished shards are kept, the rest
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from flowkit.reflow.manifest import STORAGE_DTYPES
-    from flowkit.solvers import GRIDS, ODE_METHODS
+    from flowkit.reflow.layout import STORAGE_DTYPES
+    from flowkit.solvers.names import GRIDS, ODE_METHODS
 
     parser = sub.add_parser(
         "reflow",

@@ -19,7 +19,7 @@ EXAMPLES = """examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from flowkit.solvers import GBM_SAMPLERS, GRIDS, ODE_METHODS, SDE_METHODS
+    from flowkit.solvers.names import GBM_SAMPLERS, GRIDS, ODE_METHODS, SDE_METHODS
 
     parser = sub.add_parser(
         "sample",

@@ -20,6 +20,13 @@ the cost, whose heaviest matching is the cheapest one, so the "soft" coupling wo
 exact one at every ``reg``. With the noise, ``reg -> 0`` concentrates on the optimal
 permutation and a large ``reg`` gives a near-uniform random permutation (the independent
 coupling); no point is repeated or dropped either way.
+
+A small ``reg`` makes POT's standard Sinkhorn underflow and return a plan of almost no mass,
+whose draws are close to random permutations. The plan's marginals are therefore checked
+(:func:`flowkit.couplings.sinkhorn.sinkhorn_plan`): a plan that misses them is solved again
+with the log-domain ``sinkhorn_log``, and one that misses them there too raises
+``ValueError`` naming ``reg``. Pass ``sinkhorn_method="sinkhorn_log"`` to skip the first try
+when ``reg`` is known to be small.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
+
+from flowkit.couplings.sinkhorn import MARGINAL_TOL, sinkhorn_plan
 
 _METHODS = ("exact", "sinkhorn")
 _BACKENDS = ("scipy", "pot")
@@ -80,8 +89,11 @@ class MinibatchOT:
             ``backend="pot"``).
         stop_thr: stopping threshold of ``ot.sinkhorn``.
         backend: solver of ``"exact"``: ``"scipy"`` (default, the fast one) or ``"pot"``.
-        sinkhorn_method: POT's Sinkhorn variant; ``"sinkhorn_log"`` is slower but stable
-            for very small ``reg`` (below about 0.01 on a normalised cost).
+        sinkhorn_method: POT's Sinkhorn variant tried first; ``"sinkhorn_log"`` is slower
+            but stable for very small ``reg`` (below about 1e-3 on a normalised cost). A plan
+            that misses its marginals is solved again with ``"sinkhorn_log"``.
+        marginal_tol: the largest relative marginal error ``n * max |row or column sum -
+            1/n|`` a Sinkhorn plan may have (see :mod:`flowkit.couplings.sinkhorn`).
         across_ranks: under ``torch.distributed``, gather the batches of every rank, solve
             one assignment on rank 0 and give each rank its own ``x1`` (and ``cond``) with
             the noise assigned to it (which may come from any rank). Every rank must pass
@@ -103,6 +115,7 @@ class MinibatchOT:
         backend: str = "scipy",
         sinkhorn_method: str = "sinkhorn",
         across_ranks: bool = False,
+        marginal_tol: float = MARGINAL_TOL,
     ) -> None:
         if method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
@@ -112,6 +125,8 @@ class MinibatchOT:
             raise ValueError(f"reg must be positive, got {reg}")
         if num_iter_max < 1:
             raise ValueError(f"num_iter_max must be at least 1, got {num_iter_max}")
+        if not marginal_tol > 0:
+            raise ValueError(f"marginal_tol must be positive, got {marginal_tol}")
         self.method = method
         self.reg = float(reg)
         self.class_conditional = class_conditional
@@ -121,6 +136,7 @@ class MinibatchOT:
         self.backend = backend
         self.sinkhorn_method = sinkhorn_method
         self.across_ranks = across_ranks
+        self.marginal_tol = float(marginal_tol)
         if method == "sinkhorn" or backend == "pot":
             _import_pot()  # fail at construction, not at the first batch
 
@@ -150,21 +166,16 @@ class MinibatchOT:
                 if self.normalize_cost:
                     top = cost.max()
                     scaled = cost / top if top > 0 else cost
-                plan = ot.sinkhorn(
-                    a,
-                    a,
+                plan = sinkhorn_plan(
+                    ot,
                     scaled,
                     self.reg,
                     method=self.sinkhorn_method,
-                    numItermax=self.num_iter_max,
-                    stopThr=self.stop_thr,
+                    num_iter_max=self.num_iter_max,
+                    stop_thr=self.stop_thr,
+                    tol=self.marginal_tol,
                 )
             plan = np.asarray(plan, dtype=np.float64)
-            if not np.all(np.isfinite(plan)):
-                raise RuntimeError(
-                    f"the {self.method} plan has non-finite entries (reg={self.reg}); use a "
-                    "larger reg or sinkhorn_method='sinkhorn_log'"
-                )
             if self.method == "sinkhorn":
                 # Perturb and MAP: the heaviest matching of log-plan + Gumbel noise draws a
                 # permutation that follows the plan (rounding the plan alone would return

@@ -3,12 +3,7 @@
 Everything is scaled to ``[-1, 1]``; images are float32 ``(C, H, W)``.
 """
 
-from flowkit.data.builtin_images import load_digits, load_mnist5k
-from flowkit.data.image_folder import IMAGE_EXTENSIONS, ImageFolder
-from flowkit.data.in_memory import InMemoryDataset
-from flowkit.data.plots import save_image_grid, save_scatter, save_trajectories
-from flowkit.data.registry import DATASET_NAMES, build_dataset
-from flowkit.data.toys import TOY_NAMES, sample_toy
+from flowkit._lazy import lazy_getattr
 
 __all__ = [
     "DATASET_NAMES",
@@ -24,3 +19,21 @@ __all__ = [
     "save_scatter",
     "save_trajectories",
 ]
+
+__getattr__ = lazy_getattr(
+    __name__,
+    {
+        "DATASET_NAMES": "registry",
+        "IMAGE_EXTENSIONS": "image_folder",
+        "TOY_NAMES": "toys",
+        "ImageFolder": "image_folder",
+        "InMemoryDataset": "in_memory",
+        "build_dataset": "registry",
+        "load_digits": "builtin_images",
+        "load_mnist5k": "builtin_images",
+        "sample_toy": "toys",
+        "save_image_grid": "plots",
+        "save_scatter": "plots",
+        "save_trajectories": "plots",
+    },
+)

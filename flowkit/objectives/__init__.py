@@ -1,13 +1,6 @@
 """Training objectives: time samplers, metrics and losses (per-sample, never reduced)."""
 
-from flowkit.objectives.diffusion import DiffusionLoss
-from flowkit.objectives.flow_matching import FlowMatchingLoss, regression_target
-from flowkit.objectives.metrics import L2, LPIPSHuber, PseudoHuber, build_metric
-from flowkit.objectives.multiplicative import MultiplicativeScoreLoss
-from flowkit.objectives.preconditioning import EDMPreconditioner
-from flowkit.objectives.rectified_diffusion import RectifiedDiffusionLoss
-from flowkit.objectives.time_samplers import TimeSampler
-from flowkit.objectives.weighting import WEIGHTINGS, loss_weight, snr
+from flowkit._lazy import lazy_getattr
 
 __all__ = [
     "L2",
@@ -25,3 +18,23 @@ __all__ = [
     "regression_target",
     "snr",
 ]
+
+__getattr__ = lazy_getattr(
+    __name__,
+    {
+        "L2": "metrics",
+        "WEIGHTINGS": "weighting",
+        "DiffusionLoss": "diffusion",
+        "EDMPreconditioner": "preconditioning",
+        "FlowMatchingLoss": "flow_matching",
+        "LPIPSHuber": "metrics",
+        "MultiplicativeScoreLoss": "multiplicative",
+        "PseudoHuber": "metrics",
+        "RectifiedDiffusionLoss": "rectified_diffusion",
+        "TimeSampler": "time_samplers",
+        "build_metric": "metrics",
+        "loss_weight": "weighting",
+        "regression_target": "flow_matching",
+        "snr": "weighting",
+    },
+)

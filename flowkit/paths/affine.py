@@ -49,7 +49,8 @@ class AffinePath:
         schedule: ``t -> (alpha, sigma, alpha', sigma')``.
         t_max: the largest time a sampler should integrate to. Paths whose
             ``sigma'`` is singular at ``t = 1`` (VP) stop just short of it, as in
-            Song et al. (score-SDE time ``s = 1e-3`` for VP, ``1e-5`` for VE).
+            Song et al. (score-SDE time ``s = 1e-3`` for VP, ``1e-5`` for VE). The
+            earliest start depends on the prediction: :meth:`t_min`.
         params: the schedule's hyper-parameters, for reprs and saved configs.
     """
 
@@ -74,6 +75,15 @@ class AffinePath:
         """``sigma(0)``: the scale of ``x_t`` at ``t = 0`` is about ``sigma(0) * x0``."""
         _, sigma, _, _ = self.coefficients(torch.zeros(1, dtype=torch.float64))
         return float(sigma)
+
+    def t_min(self, prediction: str = "velocity") -> float:
+        """The earliest time a sampler may start a field that predicts ``prediction``: 0 for
+        velocity and data, the first ``t`` with ``alpha(t) >= 1e-3`` for epsilon and score
+        (1e-3 on the rectified path, 0 on VP). See
+        :func:`flowkit.paths.conversions.start_time` for the math."""
+        from flowkit.paths.conversions import start_time
+
+        return start_time(self, prediction)
 
     def sample(self, x0: Tensor, x1: Tensor, t: Tensor) -> PathSample:
         """Interpolate: ``x_t = alpha x1 + sigma x0``, ``dx_t = alpha' x1 + sigma' x0``."""

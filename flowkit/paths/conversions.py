@@ -23,6 +23,17 @@ where ``a = 0``; x0 -> epsilon or score at ``t = 1``, where ``s = 0`` on rectifi
 VP and cosine paths) therefore return large but finite values there instead of
 inf/NaN; everywhere else they are exact. The rectified path's velocity <-> x0 /
 epsilon conversions have ``det = -1`` and are exact on all of ``[0, 1]``.
+
+Where a sampler may start (:func:`start_time`). A velocity or data prediction converts at
+every ``t < 1`` (``s > 0``, ``det < 0``). An epsilon or score prediction needs
+``x1 = (x_t - s epsilon) / a``: an error ``delta`` in ``epsilon`` becomes ``s delta / a`` in
+the data estimate and ``|det| delta / a`` in the velocity, unbounded where ``a = 0`` (the
+rectified and cosine paths at ``t = 0``, where ``x_t`` is pure noise and holds nothing from
+which to estimate ``x1``). Such fields start where ``a >= START_ALPHA = 1e-3``: ``t = 1e-3``
+on the rectified path (Liu et al.'s start), ``2 asin(1e-3) / pi = 6.4e-4`` on the cosine
+path, and ``t = 0`` on VP, sub-VP, VE and DDPM paths, whose ``a(0)`` is already larger
+(``6.6e-3`` on the default VP path). Starting from noise there ignores the ``a x1`` part of
+``x_t``, an error of the size VP's own start makes.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ if TYPE_CHECKING:
 
 PREDICTIONS = ("velocity", "epsilon", "x0", "score")
 MIN_SCALE = 1e-6
+START_ALPHA = 1e-3
 
 
 def check_prediction(name: str) -> str:
@@ -100,3 +112,37 @@ def convert(path: AffinePath, pred: Tensor, xt: Tensor, t: Tensor, src: str, dst
         return pred
     x1, eps = to_data_and_noise(path, pred, xt, t, src)
     return from_data_and_noise(path, x1, eps, xt, t, dst)
+
+
+def start_time(path: AffinePath, prediction: str) -> float:
+    """The earliest time at which a ``prediction`` converts to a velocity (module docstring).
+
+    0 for ``velocity`` and ``x0``; for ``epsilon`` and ``score`` the first ``t`` with
+    ``alpha(t) >= START_ALPHA`` (0 if ``alpha(0)`` is already that large), found by bisection
+    to float64 precision (``alpha`` increases with ``t`` on every flowkit path).
+
+    Raises:
+        ValueError: an unknown prediction, or a path whose ``alpha`` stays below
+            ``START_ALPHA`` up to ``path.t_max``.
+    """
+    check_prediction(prediction)
+    if prediction in ("velocity", "x0"):
+        return 0.0
+
+    def alpha(t: float) -> float:
+        return float(path.coefficients(torch.tensor([t], dtype=torch.float64))[0])
+
+    lo, hi = 0.0, float(path.t_max)
+    if alpha(lo) >= START_ALPHA:
+        return 0.0
+    if alpha(hi) < START_ALPHA:
+        raise ValueError(
+            f"the {path.name} path never reaches alpha >= {START_ALPHA} before t_max={hi}: a "
+            f"{prediction!r} prediction cannot be converted to a velocity on it"
+        )
+    for _ in range(200):  # invariant: alpha(lo) < START_ALPHA <= alpha(hi)
+        mid = (lo + hi) / 2
+        if not lo < mid < hi:
+            break
+        lo, hi = (lo, mid) if alpha(mid) >= START_ALPHA else (mid, hi)
+    return hi

@@ -7,12 +7,7 @@
 - :class:`PairDataset` streams stored pairs; :class:`OnlinePairs` makes them on the fly.
 """
 
-from flowkit.reflow.generate import generate_pairs
-from flowkit.reflow.manifest import Manifest, ShardRecord
-from flowkit.reflow.online import OnlinePairs
-from flowkit.reflow.pair_dataset import PairDataset
-from flowkit.reflow.shards import CorruptShardError
-from flowkit.reflow.teacher import LoadedTeacher, SolverSpec, load_teacher
+from flowkit._lazy import lazy_getattr
 
 __all__ = [
     "CorruptShardError",
@@ -25,3 +20,18 @@ __all__ = [
     "generate_pairs",
     "load_teacher",
 ]
+
+__getattr__ = lazy_getattr(
+    __name__,
+    {
+        "CorruptShardError": "shards",
+        "LoadedTeacher": "teacher",
+        "Manifest": "manifest",
+        "OnlinePairs": "online",
+        "PairDataset": "pair_dataset",
+        "ShardRecord": "manifest",
+        "SolverSpec": "teacher",
+        "generate_pairs": "generate",
+        "load_teacher": "teacher",
+    },
+)

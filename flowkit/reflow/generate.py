@@ -34,9 +34,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from flowkit.reflow.layout import MANIFEST, STORAGE_DTYPES
 from flowkit.reflow.manifest import (
-    MANIFEST,
-    STORAGE_DTYPES,
     Manifest,
     ShardRecord,
     plan_differences,

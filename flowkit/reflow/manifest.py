@@ -6,7 +6,7 @@ every shard exists (``complete: true`` with each shard's row range and SHA-256).
 set only opens complete manifests.
 
 Shard entries are confined to the pair directory: entry ``k`` must be the plain file name
-``pairs-0000k.safetensors`` (:func:`flowkit.reflow.shards.shard_name`), so an edited or
+``pairs-0000k.safetensors`` (:func:`flowkit.reflow.layout.shard_name`), so an edited or
 hostile manifest can name no other file (``../x``, ``/etc/passwd``).
 
 Each shard also records its own provenance (:meth:`Manifest.provenance`: the plan and its
@@ -22,11 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from flowkit.files import write_json
-from flowkit.reflow.shards import shard_index, shard_name
+from flowkit.reflow.layout import MANIFEST, shard_index, shard_name
 
 FORMAT = "flowkit-reflow-pairs/1"
-MANIFEST = "manifest.json"
-STORAGE_DTYPES = ("float32", "float16", "bfloat16")
 # plan keys that must agree for a restarted job to continue existing shards
 PLAN_KEYS = (
     "teacher_digest",

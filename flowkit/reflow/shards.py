@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import struct
 from pathlib import Path
 
@@ -29,9 +28,8 @@ import torch
 from torch import Tensor
 
 from flowkit.files import save_tensors
+from flowkit.reflow.layout import shard_index
 
-SHARD_PATTERN = "pairs-{:05d}.safetensors"
-_SHARD_RE = re.compile(r"pairs-(\d{5,})\.safetensors")
 PAIR_KEYS = ("x0", "x1")
 
 # safetensors dtype tag -> (numpy dtype to map the bytes with, torch dtype they hold)
@@ -46,25 +44,6 @@ _DTYPES: dict[str, tuple[np.dtype, torch.dtype]] = {
 
 class CorruptShardError(ValueError):
     """A shard that is missing, truncated, or differs from its manifest."""
-
-
-def shard_name(index: int) -> str:
-    """The file name of shard ``index``: ``pairs-00007.safetensors``."""
-    return SHARD_PATTERN.format(index)
-
-
-def shard_index(name: str) -> int | None:
-    """The index of a shard file name as :func:`shard_name` writes it, else None.
-
-    Only the exact canonical spelling counts (``pairs-00007.safetensors``, not
-    ``pairs-7.safetensors`` or ``pairs-000007.safetensors``), so no path, separator,
-    ``.``/``..`` or absolute name is ever a shard name.
-    """
-    match = _SHARD_RE.fullmatch(name)
-    if match is None:
-        return None
-    index = int(match.group(1))
-    return index if shard_name(index) == name else None
 
 
 def existing_shards(directory: Path) -> dict[int, Path]:

@@ -1,16 +1,6 @@
 """Samplers with one signature and honest (counted) NFE."""
 
-from flowkit.solvers.edm import sample_edm
-from flowkit.solvers.field import VelocityField
-from flowkit.solvers.gbm import GBM_SAMPLERS, sample_gbm, sample_gbm_seeded
-from flowkit.solvers.grids import GRIDS, time_grid
-from flowkit.solvers.increments import PerSampleNoise
-from flowkit.solvers.likelihood import LikelihoodResult, log_likelihood
-from flowkit.solvers.noise import sample_seed, seeded_integers, seeded_noise
-from flowkit.solvers.ode import ODE_METHODS, sample_ode
-from flowkit.solvers.predictor_corrector import sample_pc
-from flowkit.solvers.result import SampleResult
-from flowkit.solvers.sde import SDE_METHODS, sample_sde
+from flowkit._lazy import lazy_getattr
 
 __all__ = [
     "GBM_SAMPLERS",
@@ -33,3 +23,28 @@ __all__ = [
     "seeded_noise",
     "time_grid",
 ]
+
+__getattr__ = lazy_getattr(
+    __name__,
+    {
+        "GBM_SAMPLERS": "names",
+        "GRIDS": "names",
+        "ODE_METHODS": "names",
+        "SDE_METHODS": "names",
+        "PerSampleNoise": "increments",
+        "LikelihoodResult": "likelihood",
+        "SampleResult": "result",
+        "VelocityField": "field",
+        "log_likelihood": "likelihood",
+        "sample_edm": "edm",
+        "sample_gbm": "gbm",
+        "sample_gbm_seeded": "gbm",
+        "sample_ode": "ode",
+        "sample_pc": "predictor_corrector",
+        "sample_seed": "noise",
+        "sample_sde": "sde",
+        "seeded_integers": "noise",
+        "seeded_noise": "noise",
+        "time_grid": "grids",
+    },
+)

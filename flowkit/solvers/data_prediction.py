@@ -19,7 +19,9 @@ ratios of ``alpha`` and ``sigma``, the step stays finite where ``lambda`` is inf
 The "new Euler" sampler of 2-RF++ (Lee et al. 2024) predicts ``x1_hat`` and re-mixes it
 with the *initial* noise instead of the predicted one:
 ``x_{t'} = alpha(t') x1_hat + sigma(t') z0``, with ``z0 = x_{t_0} / sigma(t_0)`` (paths whose
-``alpha(t_0) = 0``, e.g. the rectified path from ``t = 0``).
+``alpha(t_0) = 0``, e.g. the rectified path from ``t = 0``, or up to ``START_ALPHA = 1e-3``, where
+an epsilon or score field starts: ``x_{t_0}`` is then taken as pure noise, as the sampler's
+start from noise at ``t_0`` already does).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import math
 import torch
 from torch import Tensor
 
+from flowkit.paths.conversions import START_ALPHA
 from flowkit.solvers.field import VelocityField
 
 
@@ -95,10 +98,10 @@ def run_new_euler(
 ) -> Tensor:
     """2-RF++'s "new Euler": ``x_{t'} = alpha(t') x1_hat + sigma(t') z0``."""
     a0, s0 = _scalars(v, times[0])
-    if a0 > 1e-6 or s0 <= 0:
+    if a0 > START_ALPHA * (1 + 1e-9) or s0 <= 0:
         raise ValueError(
-            f"new_euler needs a start where x is pure noise (alpha(t0) = 0), got alpha={a0:.3g} "
-            f"at t0={times[0]}"
+            f"new_euler needs a start where x is pure noise (alpha(t0) <= {START_ALPHA}), got "
+            f"alpha={a0:.3g} at t0={times[0]}; start at t0=0 on a path with alpha(0) = 0"
         )
     z0 = x / s0
     for t, t_next in zip(times[:-1], times[1:], strict=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from flowkit.paths import AffinePath, check_prediction, rectified
@@ -47,7 +48,8 @@ class VelocityField:
 
     ``t`` may be a python float (broadcast to ``(B,)``) or a ``(B,)`` tensor. The path is
     the one given, else the field's own ``path`` attribute, else the rectified path. A field
-    predicting epsilon, x0 or score is turned into a velocity through ``path.convert``;
+    predicting epsilon, x0 or score is turned into a velocity through ``path.convert``
+    (epsilon and score only from :attr:`start_time` on, where ``alpha`` is not near 0);
     :meth:`evaluate` makes one call and returns an :class:`Evaluation` readable as any
     prediction type, so a sampler that needs, say, velocity and score pays one call.
 
@@ -69,6 +71,33 @@ class VelocityField:
         self.cond = cond or {}
         self.calls = 0
         self._shape_checked = False
+        self._start_time: float | None = None
+
+    @property
+    def start_time(self) -> float:
+        """The earliest time this field converts to a velocity: ``path.t_min(prediction)``
+        (0 for velocity and data predictions; ``alpha(t) >= 1e-3`` for epsilon and score,
+        e.g. ``t = 1e-3`` on the rectified path). The default start of the samplers."""
+        if self._start_time is None:
+            self._start_time = self.path.t_min(self.prediction)
+        return self._start_time
+
+    def check_start(self, t0: float | Tensor, caller: str = "sample_ode") -> None:
+        """Raise if a run that starts at ``t0`` (a float, or per-sample ``(B,)`` times) would
+        read the field where its prediction does not convert to a velocity (``t0`` below
+        :attr:`start_time`, up to 1e-12)."""
+        earliest = self.start_time
+        t0 = float(torch.as_tensor(t0, dtype=torch.float64).min())
+        if t0 < earliest - 1e-12:
+            alpha = float(self.path.coefficients(torch.tensor([t0], dtype=torch.float64))[0])
+            raise ValueError(
+                f"{caller} cannot start a field predicting {self.prediction!r} at t0={t0} on "
+                f"the {self.path.name} path: converting it to a velocity divides by "
+                f"alpha(t0)={alpha:.3g} (x1 = (x_t - sigma * epsilon) / alpha), which multiplies "
+                f"any error in the prediction by sigma / alpha. Start at "
+                f"t0 >= {earliest:.6g} (path.t_min({self.prediction!r}), the default when t0 "
+                f"is not given), or sample a velocity or data prediction"
+            )
 
     def times(self, x: Tensor, t: float | Tensor) -> Tensor:
         """``t`` as a ``(B,)`` tensor on ``x``'s device and dtype."""

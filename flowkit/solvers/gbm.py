@@ -42,6 +42,7 @@ from torch import Tensor
 
 from flowkit.paths.gbm import GBMProcess, LogNormal
 from flowkit.solvers.increments import PerSampleNoise
+from flowkit.solvers.names import GBM_SAMPLERS
 from flowkit.solvers.noise import seeded_noise
 from flowkit.solvers.result import SampleResult
 
@@ -54,7 +55,6 @@ __all__ = [
     "sample_gbm_seeded",
 ]
 
-GBM_SAMPLERS = ("multiplicative", "additive")
 
 
 def _check_int(name: str, value: object, low: int) -> int:

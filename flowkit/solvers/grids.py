@@ -30,8 +30,7 @@ import torch
 from torch import Tensor
 
 from flowkit.paths import AffinePath, rectified
-
-GRIDS = ("uniform", "edm", "shifted", "cosine")
+from flowkit.solvers.names import GRIDS
 
 
 def _edm_noise_level(path: AffinePath, t: Tensor) -> Tensor:

@@ -6,6 +6,14 @@ Euler k=1, midpoint and Heun k=2, RK4 k=4). The adaptive ``dopri5`` (torchdiffeq
 ``rtol`` / ``atol`` instead. In both cases ``SampleResult.nfe`` is the number of calls
 the field actually received.
 
+Where a run starts by default: at ``path.t_min(prediction)`` (:attr:`VelocityField.start_time`),
+which is 0 for velocity and data predictions on every path, and for epsilon and score
+predictions the first time with ``alpha(t) >= 1e-3``: 1e-3 on the rectified path, 6.4e-4 on the
+cosine path (0 on VP, sub-VP, VE and DDPM paths, where ``alpha(0)`` is larger already). Below
+it the conversion ``x1 = (x_t - sigma epsilon) / alpha`` amplifies any error of the network
+without bound (at ``alpha = 0`` it is undefined), so an explicit ``t0`` (or a user grid) that
+starts earlier raises ``ValueError``. The initial state ``x`` is the noise in every case.
+
 Where a run stops by default (:func:`end_time`): at ``path.t_max`` (``1 - 1e-3`` on VP and
 sub-VP, ``1 - 1e-5`` on VE, 1 elsewhere), except DDIM, which ends at ``t = 1``. Solvers that
 read the velocity stop short of 1 because ``sigma'`` is infinite there on VP and sub-VP; a
@@ -28,6 +36,7 @@ from flowkit.paths import AffinePath
 from flowkit.solvers.data_prediction import run_ddim, run_dpm_solver_pp, run_new_euler
 from flowkit.solvers.field import VelocityField
 from flowkit.solvers.grids import time_grid
+from flowkit.solvers.names import ADAPTIVE_METHODS, ODE_METHODS
 from flowkit.solvers.result import SampleResult
 
 Step = Callable[[VelocityField, Tensor, float, float], Tensor]
@@ -67,9 +76,6 @@ SINGLE_STEP_METHODS: dict[str, tuple[Step, int]] = {
     "heun": (heun_step, 2),
     "rk4": (rk4_step, 4),
 }
-DATA_PREDICTION_METHODS = ("dpm_solver_pp", "new_euler", "ddim")
-ADAPTIVE_METHODS = ("dopri5", "bosh3", "adaptive_heun", "dopri8")
-ODE_METHODS = tuple(SINGLE_STEP_METHODS) + DATA_PREDICTION_METHODS + ADAPTIVE_METHODS
 
 
 def end_time(path: AffinePath, method: str) -> float:
@@ -133,7 +139,7 @@ def sample_ode(
     *,
     path: AffinePath | None = None,
     prediction: str | None = None,
-    t0: float = 0.0,
+    t0: float | None = None,
     t1: float | None = None,
     rtol: float = 1e-5,
     atol: float = 1e-5,
@@ -157,6 +163,9 @@ def sample_ode(
             (then ``nfe`` may be omitted).
         path, prediction: how to read the field's output (defaults: the rectified path and
             ``field.prediction`` or ``"velocity"``).
+        t0: the start time (defaults to ``path.t_min(prediction)``: 0 for velocity and data
+            predictions, 1e-3 for epsilon and score on the rectified path; see the module
+            docstring). A ``t0`` or user grid that starts below it raises ``ValueError``.
         t1: the final time (defaults to :func:`end_time`: ``path.t_max``, 1 on the rectified
             path; 1 for ``ddim``).
         final_euler: Heun only: take the last step with Euler, as EDM does (the corrector
@@ -165,8 +174,10 @@ def sample_ode(
         cond: keyword arguments passed to every field call (e.g. ``class_labels``).
     """
     velocity = VelocityField(field, path, prediction, cond)
+    t0 = velocity.start_time if t0 is None else t0
     t1 = end_time(velocity.path, method) if t1 is None else t1
     if method in ADAPTIVE_METHODS:
+        velocity.check_start(t0)
         with torch.no_grad():
             out = _integrate_adaptive(velocity, x, t0, t1, method, rtol, atol)
         return SampleResult(x=out, nfe=velocity.calls, times=torch.tensor([t0, t1]))
@@ -180,6 +191,7 @@ def sample_ode(
     else:
         times = time_grid(grid, 0)
     points = times.tolist()
+    velocity.check_start(points[0])
     trajectory = [x] if return_trajectory else None
     with torch.no_grad():
         if method == "dpm_solver_pp":

@@ -42,17 +42,19 @@ Methods (all share one signature, :func:`sample_sde`):
 
 Start and end (``euler_maruyama``, ``flow_sde`` and the predictor of ``pc``):
 
-- ``t0`` defaults to 0 on every path, so the same ``x ~ N(0, I)`` (times
-  ``path.prior_std``) starts the ODE and the SDE samplers. Where ``alpha(t) = 0``
-  (rectified, cosine at ``t = 0``) ``g`` is infinite; more generally Euler-Maruyama's
-  score step overshoots the denoised mean once ``r = h eps^2 / (2 sigma^2) > 1`` (its
-  factor on ``x`` is ``1 - r`` for Gaussian data) and diverges for ``r > 2``. Such a
-  step is taken noise-free (``eps = 0`` on that interval, a member of the same family,
-  so the marginals are unchanged): on the rectified path the steps from ``t = 0`` and
-  from ``t = h``, then noise from ``t = 2h`` on, where ``r = 1 / (2 (1 - 2h)) < 1``.
-  Starting at a small positive time instead (Liu et al.'s ``1e-3``) would put the first
-  stochastic step where ``r = h / t0 >> 2`` and explode, and would start from the wrong
-  prior; it remains available through ``t0`` (its first steps are then noise-free too).
+- ``t0`` defaults to the field's start time, as in ``sample_ode``: 0 for velocity and data
+  predictions on every path, so the same ``x ~ N(0, I)`` (times ``path.prior_std``) starts the
+  ODE and the SDE samplers; for epsilon and score predictions on paths with ``alpha(0) = 0`` the
+  first ``t`` with ``alpha(t) >= 1e-3`` (``path.t_min``), since converting them divides by
+  ``alpha``. An earlier explicit ``t0`` is an error. Where ``alpha(t) = 0`` (rectified, cosine
+  at ``t = 0``) ``g`` is infinite; more generally Euler-Maruyama's score step overshoots the
+  denoised mean once ``r = h eps^2 / (2 sigma^2) > 1`` (its factor on ``x`` is ``1 - r`` for
+  Gaussian data) and diverges for ``r > 2``. Such a step is taken noise-free (``eps = 0`` on
+  that interval, a member of the same family, so the marginals are unchanged): on the rectified
+  path the steps from ``t = 0`` and from ``t = h``, then noise from ``t = 2h`` on, where ``r = 1
+  / (2 (1 - 2h)) < 1``. Starting at a small positive time instead (Liu et al.'s ``1e-3``) would
+  put the first stochastic step where ``r = h / t0 >> 2`` and explode, and would start from the
+  wrong prior; it remains available through ``t0`` (its first steps are then noise-free too).
 - The last step is noise-free (``eps = 0`` on the last interval, again the same
   marginals): a probability-flow Euler step, the standard "no noise on the last step",
   which on the rectified path is exactly the Tweedie denoising jump
@@ -71,9 +73,9 @@ from flowkit.paths import AffinePath
 from flowkit.solvers.field import Evaluation, VelocityField
 from flowkit.solvers.grids import time_grid
 from flowkit.solvers.increments import PerSampleNoise
+from flowkit.solvers.names import SDE_METHODS
 from flowkit.solvers.result import SampleResult
 
-SDE_METHODS = ("euler_maruyama", "flow_sde", "edm", "pc")
 _METHOD_OPTIONS = {
     "euler_maruyama": (),
     "flow_sde": (),
@@ -145,7 +147,7 @@ def setup(
             raise ValueError(
                 f"method {method!r} needs nfe >= {min_nfe}, got nfe={nfe}",
             )
-        t0 = 0.0 if t0 is None else t0
+        t0 = counted.start_time if t0 is None else t0
         t1 = counted.path.t_max if t1 is None else t1
         if not t0 < t1:
             raise ValueError(f"need t0 < t1, got t0={t0}, t1={t1}")
@@ -155,6 +157,7 @@ def setup(
             times = time_grid(grid, steps_for(nfe), t0, t1, counted.path, **(grid_options or {}))
     else:
         times = time_grid(grid, 0)
+    counted.check_start(times[0], "sample_sde")
     if indices is None:
         indices = range(x.shape[0])
     indices = [int(i) for i in indices]
@@ -204,7 +207,9 @@ def sample_sde(
             explicit increasing list of times (then ``nfe`` is unused).
         path, prediction: how to read the field's output (defaults: rectified path and
             ``field.prediction`` or ``"velocity"``).
-        t0, t1: the time span; defaults 0 and ``path.t_max``.
+        t0, t1: the time span; defaults the field's start time (``path.t_min(prediction)``,
+            0 unless an epsilon or score field would divide by ``alpha(0) = 0``) and
+            ``path.t_max``.
         noise_scale: multiplies the diffusion ``eps(t)`` (0 gives the ODE); for ``edm``
             it multiplies ``S_churn``.
         seed, indices: sample ``k`` of the batch draws its increments from the generator

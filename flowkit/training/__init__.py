@@ -1,9 +1,6 @@
 """Training: config, the trainer loop and its reusable parts."""
 
-from flowkit.training.checkpoint import CheckpointManager
-from flowkit.training.config import ConfigError, RunConfig, load_config
-from flowkit.training.ema import EMA
-from flowkit.training.trainer import NonFiniteLossError, Trainer, warmup_lr
+from flowkit._lazy import lazy_getattr
 
 __all__ = [
     "EMA",
@@ -15,3 +12,17 @@ __all__ = [
     "load_config",
     "warmup_lr",
 ]
+
+__getattr__ = lazy_getattr(
+    __name__,
+    {
+        "EMA": "ema",
+        "CheckpointManager": "checkpoint",
+        "ConfigError": "config",
+        "NonFiniteLossError": "trainer",
+        "RunConfig": "config",
+        "Trainer": "trainer",
+        "load_config": "config",
+        "warmup_lr": "trainer",
+    },
+)

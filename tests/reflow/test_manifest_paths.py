@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from flowkit.reflow import Manifest, PairDataset, SolverSpec, generate_pairs, load_teacher
-from flowkit.reflow.shards import file_sha256, shard_index
+from flowkit.reflow.layout import shard_index
+from flowkit.reflow.shards import file_sha256
 
 EULER = SolverSpec("euler", nfe=2)
 ARGS = dict(batch_size=4, shard_size=6, progress=False)  # 10 pairs: two shards
