@@ -44,7 +44,10 @@ What works offline (``HF_HUB_OFFLINE=1``), tested in ``tests/pipelines/test_pipe
   the weights-file checks below. ``use_safetensors=True`` forbids pickled weights.
 
 Errors: a missing or unreadable weights file raises ``FileNotFoundError`` / ``ValueError``
-naming the file, before diffusers is asked to load anything.
+naming the file, and a ``model_index.json`` that names a pipeline or component class outside
+flowkit and diffusers (:func:`~flowkit.pipelines.model_index.check_model_index`) a
+``ValueError`` naming the file, the key and the value, before diffusers is asked to load
+anything.
 """
 
 from __future__ import annotations
@@ -56,8 +59,9 @@ from pathlib import Path
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 
 from flowkit.models.weights import check_safetensors
+from flowkit.pipelines.model_index import FLOWKIT_PIPELINES, check_model_index
 
-__all__ = ["PIPELINE_CLASSES", "check_pipeline_dir", "load_pipeline"]
+__all__ = ["PIPELINE_CLASSES", "check_model_index", "check_pipeline_dir", "load_pipeline"]
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 _SCHEDULER_CONFIG = "scheduler_config.json"
@@ -75,7 +79,7 @@ def _pipeline_classes() -> dict[str, type[DiffusionPipeline]]:
     }
 
 
-PIPELINE_CLASSES = ("RectifiedFlowPipeline", "OneStepPipeline", "MultiplicativePipeline")
+PIPELINE_CLASSES = FLOWKIT_PIPELINES
 
 
 def _read_json(file: Path) -> dict:
@@ -93,19 +97,22 @@ def _read_json(file: Path) -> dict:
 def check_pipeline_dir(path: str | os.PathLike) -> dict:
     """Check a saved pipeline directory and return its ``model_index.json``.
 
-    Every component folder of ``model_index.json`` must hold its config and, for models,
-    a readable ``diffusion_pytorch_model.safetensors``.
+    ``model_index.json`` must name a flowkit or diffusers pipeline and only components of
+    flowkit, diffusers or transformers (:func:`check_model_index`); every component folder
+    must hold its config and, for models, a readable ``diffusion_pytorch_model.safetensors``.
 
     Raises:
         FileNotFoundError: the directory, ``model_index.json``, a component config or a
             weights file is missing (the message names the file).
-        ValueError: a JSON file is not valid JSON, or a weights file is not valid
-            safetensors (the message names the file).
+        ValueError: a JSON file is not valid JSON, a weights file is not valid
+            safetensors, or ``model_index.json`` names a class that is not a flowkit or
+            diffusers pipeline or component (the message names the file).
     """
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"pipeline directory {str(path)!r} does not exist")
     index = _read_json(path / "model_index.json")
+    check_model_index(index, path / "model_index.json")
     for name, entry in index.items():
         if name.startswith("_") or not isinstance(entry, list) or entry[0] is None:
             continue

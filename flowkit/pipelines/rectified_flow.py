@@ -10,7 +10,8 @@ The loop, in diffusers' style (``model`` is any flowkit field, ``scheduler`` a
         x = scheduler.step(to_diffusers_flow(t, v).model_output, ts, x).prev_sample
 
 gives the samples of ``flowkit.solvers.sample_ode(model, x, nfe=scheduler.order * steps,
-method="euler" | "heun", grid=scheduler.config.grid, path=path)`` (to float rounding). The
+method="euler" | "heun", grid=times, path=path)`` on the scheduler's own noise levels
+(``times = 1 - scheduler.sigmas``: its ``grid`` under its ``shift``), to float rounding. The
 path is the scheduler's config entry ``path`` (with ``path_kwargs``); the prediction type is
 the model's own ``prediction``. The scheduler's grid always ends at ``t = 1``; ``sample_ode``
 stops at ``path.t_max``, which is below 1 on the VP, sub-VP and VE paths, so on those the two
