@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from flowkit import __version__
@@ -37,6 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What an interrupted command leaves behind, and how to continue. ``flowkit train`` prints
+# its own line (the step, the checkpoint and the resume command); this is its fallback.
+INTERRUPTED = {
+    "train": "the last checkpoint is kept; continue with the same command and --resume",
+    "reflow": "completed shards are kept; run the same command again to continue",
+}
+NOTHING_HALF_WRITTEN = "nothing half-written was left; run the same command again"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -44,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FlowkitError, ValueError, OSError, ImportError) as error:
         print(f"flowkit {args.command}: error: {describe(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: one line, no traceback
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one line, not one per rank
+            hint = INTERRUPTED.get(args.command, NOTHING_HALF_WRITTEN)
+            print(f"flowkit {args.command}: interrupted; {hint}", file=sys.stderr)
+        return int(getattr(interrupt, "exit_code", 130))
 
 
 def describe(error: BaseException) -> str:

@@ -9,6 +9,7 @@ __all__ = [
     "NonFiniteLossError",
     "RunConfig",
     "Trainer",
+    "TrainingInterrupted",
     "load_config",
     "warmup_lr",
 ]
@@ -22,6 +23,7 @@ __getattr__ = lazy_getattr(
         "NonFiniteLossError": "trainer",
         "RunConfig": "config",
         "Trainer": "trainer",
+        "TrainingInterrupted": "interrupts",
         "load_config": "config",
         "warmup_lr": "trainer",
     },

@@ -99,6 +99,7 @@ class LoaderBatches:
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=_ignore_interrupts if self.num_workers > 0 else None,
         )
         self._iterator = iter(loader)
 
@@ -124,3 +125,11 @@ def make_batches(
     if hasattr(dataset, "batch"):
         return InMemoryBatches(dataset, stream, device, seed)
     return LoaderBatches(dataset, stream, device, num_workers)
+
+
+def _ignore_interrupts(worker_id: int) -> None:
+    """Loader workers leave Ctrl-C to the main process, which stops after the current step
+    and checkpoints (a terminal's Ctrl-C reaches the whole process group)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

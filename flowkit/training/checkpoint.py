@@ -70,6 +70,10 @@ class CheckpointManager:
         found = [p for p in self.root.iterdir() if p.is_dir() and p.name.startswith(PREFIX)]
         return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
+    def path(self, step: int) -> Path:
+        """Where checkpoint ``step`` is (or would be) saved."""
+        return self.root / f"{PREFIX}{step:08d}"
+
     def save(
         self,
         step: int,
@@ -80,7 +84,7 @@ class CheckpointManager:
     ) -> Path:
         """Write checkpoint ``step`` atomically, then prune old ones."""
         self.root.mkdir(parents=True, exist_ok=True)
-        final = self.root / f"{PREFIX}{step:08d}"
+        final = self.path(step)
         with atomic_path(final, is_dir=True) as tmp:
             tmp.mkdir()
             save_file(_state_dict(model), tmp / "model.safetensors")

@@ -83,7 +83,12 @@ class OptimConfig:
 
 @dataclass
 class TrainLoopConfig:
-    """Length, precision, logging, checkpoints and snapshots of the run."""
+    """Length, precision, logging, checkpoints and snapshots of the run.
+
+    A checkpoint is written every ``checkpoint_every`` steps and also once
+    ``checkpoint_minutes`` of wall time have passed since the last one (0 turns the clock
+    off), so a job killed without warning loses little; SIGINT / SIGTERM write one too.
+    """
 
     steps: int = 10_000
     seed: int = 0
@@ -95,6 +100,7 @@ class TrainLoopConfig:
     channels_last: bool | None = None
     log_every: int = 50
     checkpoint_every: int = 1000
+    checkpoint_minutes: float = 10.0
     keep_checkpoints: int = 2
     sample_every: int = 0
     sample_num: int = 64

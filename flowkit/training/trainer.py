@@ -8,7 +8,14 @@ process group and the snapshot writer. One step is
     AdamW step ;  EMA update
 
 and a resumed run replays exactly the batches, noise and times an uninterrupted run
-draws: the data position and every random-number-generator state are checkpointed.
+draws: the data position, every random-number-generator state and the running loss sum of
+the current logging window are checkpointed, after any step.
+
+Checkpoints come every ``train.checkpoint_every`` steps, every ``train.checkpoint_minutes``
+of wall time, at the last step, and when SIGINT or SIGTERM asks the run to stop: the step
+in progress finishes, a checkpoint is written and :class:`TrainingInterrupted` is raised
+(see :mod:`flowkit.training.interrupts`). Under ``torchrun`` the ranks agree on both
+decisions each step, so they all checkpoint and stop at the same step.
 """
 
 from __future__ import annotations
@@ -31,6 +38,13 @@ from flowkit.training.config import ConfigError, RunConfig, differing_keys, load
 from flowkit.training.distributed import DistInfo, barrier, init_distributed
 from flowkit.training.ema import EMA
 from flowkit.training.index_stream import IndexStream
+from flowkit.training.interrupts import (
+    CheckpointTimer,
+    StopSignals,
+    TrainingInterrupted,
+    agree,
+    control_group,
+)
 from flowkit.training.metrics_log import MetricsLog
 from flowkit.training.snapshots import write_snapshot
 
@@ -66,6 +80,11 @@ class Trainer:
             raise ConfigError(
                 f"train.precision={config.train.precision!r}; expected one of {list(PRECISIONS)}"
             )
+        if config.train.checkpoint_minutes < 0:
+            raise ConfigError(
+                f"train.checkpoint_minutes={config.train.checkpoint_minutes}; expected a number "
+                ">= 0 (0 turns wall-time checkpoints off)"
+            )
         self.config, self.run_dir, self.resume, self.progress = (
             config,
             Path(run_dir),
@@ -79,7 +98,7 @@ class Trainer:
         cfg, device = config, self.dist.device
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         self.dataset = build_data(cfg.data, device)
-        self.model = build_model(cfg.model, self.dataset).to(device)
+        self.model = build_model(cfg.model, self.dataset, cfg.objective).to(device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
         self.objective = build_objective(cfg)
         self.params = list(self.model.parameters())
@@ -103,6 +122,10 @@ class Trainer:
         self.batches = make_batches(self.dataset, stream, device, rank_seed, cfg.data.num_workers)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.step = 0
+        # the logging window: the loss summed since step ``_logged`` (checkpointed with it)
+        self._loss_sum, self._logged = torch.zeros((), device=device), 0
+        self.timer = CheckpointTimer(cfg.train.checkpoint_minutes)
+        self._control = control_group() if self.dist.enabled else None
         if resume:
             self._restore()
         self.forward_model = self._wrap(self.model)
@@ -142,7 +165,12 @@ class Trainer:
         self.noise.set_state(decode_rng(mine["noise"]).to(self.noise.get_state().device))
         torch.set_rng_state(decode_rng(mine["torch"]))
         self.batches.load_state(mine["batches"])
+        if "cuda" in mine and self.dist.device.type == "cuda":
+            torch.cuda.set_rng_state(decode_rng(mine["cuda"]), self.dist.device)
         self.step = ckpt.step
+        window = mine.get("log", {"loss_sum": 0.0, "since": self.step})  # older checkpoints
+        self._loss_sum.fill_(window["loss_sum"])
+        self._logged = int(window["since"])
         if self.dist.is_main:
             self.metrics.truncate_after(self.step)
 
@@ -157,14 +185,19 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------
     def _rank_state(self) -> dict:
-        return {
+        state = {
             "noise": encode_rng(self.noise.get_state()),
             "torch": encode_rng(torch.get_rng_state()),
             "batches": self.batches.state(),
+            "log": {"loss_sum": float(self._loss_sum), "since": self._logged},
         }
+        if self.dist.device.type == "cuda":
+            state["cuda"] = encode_rng(torch.cuda.get_rng_state(self.dist.device))
+        return state
 
-    def save_checkpoint(self) -> None:
-        """Gather every rank's random state and data position; rank 0 writes."""
+    def save_checkpoint(self) -> Path:
+        """Gather every rank's random state and data position; rank 0 writes. Every rank
+        must call it at the same step; returns the checkpoint's folder."""
         state = self._rank_state()
         ranks = [state]
         if self.dist.enabled:
@@ -175,6 +208,8 @@ class Trainer:
                 self.step, self.model, self.ema.ema_model, self.optimizer, {"ranks": ranks}
             )
         barrier()
+        self.timer.reset()
+        return self.checkpoints.path(self.step)
 
     def _train_step(self, autocast) -> tuple[torch.Tensor, torch.Tensor | None]:
         cfg = self.config
@@ -198,8 +233,9 @@ class Trainer:
         self.ema.update()
         return loss.detach(), grad_norm
 
-    def _check_finite(self, loss_sum: torch.Tensor, since: int) -> None:
-        if not bool(torch.isfinite(loss_sum)):
+    def _check_finite(self) -> None:
+        since = self._logged
+        if not bool(torch.isfinite(self._loss_sum)):
             latest = self.checkpoints.latest()
             kept = (
                 f"the last good checkpoint is {str(latest)!r}"
@@ -212,8 +248,22 @@ class Trainer:
                 "or check the data."
             )
 
+    def _agree(self, stop: StopSignals) -> tuple[int, bool]:
+        """(signal to stop on or 0, whether the wall-time checkpoint is due), the same on
+        every rank: one all-reduce of two integers per step under ``torchrun``."""
+        flags = [stop.signum or 0, int(self.timer.due())]
+        if self.dist.enabled:
+            flags = agree(flags, self._control)
+        return flags[0], bool(flags[1])
+
     def fit(self) -> Path:
-        """Train to ``train.steps``; return the folder of the saved pipeline."""
+        """Train to ``train.steps``; return the folder of the saved pipeline.
+
+        Raises:
+            TrainingInterrupted: SIGINT or SIGTERM arrived; the step in progress finished
+                and was checkpointed (``.step``, ``.checkpoint``). The previous signal
+                handlers are back in place.
+        """
         cfg = self.config.train
         use_cuda = self.dist.device.type == "cuda"
         autocast = (
@@ -233,45 +283,54 @@ class Trainer:
             desc=f"train {count_parameters(self.model) / 1e6:.2f}M params",
         )
         self.model.train()
-        loss_sum, grad_norm, last_check, tic = (
-            torch.zeros((), device=self.dist.device),
-            None,
-            self.step,
-            time.perf_counter(),
-        )
+        with StopSignals() as stop:
+            try:
+                self._loop(autocast, bar, stop)
+            finally:
+                bar.close()
+            # A signal now has no step to finish: it aborts the final writes (atomic).
+            stop.immediate = True
+            if self.dist.is_main:
+                self.snapshot("final.png")
+                self._save_pipeline()
+        barrier()
+        return self.run_dir / "pipeline"
+
+    def _loop(self, autocast, bar: tqdm, stop: StopSignals) -> None:
+        cfg = self.config.train
+        grad_norm, tic, timed_from = None, time.perf_counter(), self.step
+        self.timer.reset()
         while self.step < cfg.steps:
             loss, grad_norm = self._train_step(autocast)
-            loss_sum += loss
+            self._loss_sum += loss
             self.step += 1
             bar.update(1)
+            stop_signal, time_due = self._agree(stop)
             at_log = self.step % cfg.log_every == 0 or self.step == cfg.steps
             at_ckpt = self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
+            at_ckpt = at_ckpt or time_due or bool(stop_signal)
             if at_log or at_ckpt:
-                self._check_finite(loss_sum, last_check)
+                self._check_finite()
             if at_log:
                 elapsed = time.perf_counter() - tic
                 record = {
                     "step": self.step,
-                    "loss": float(loss_sum) / (self.step - last_check),
+                    "loss": float(self._loss_sum) / (self.step - self._logged),
                     "lr": self.optimizer.param_groups[0]["lr"],
                     "grad_norm": None if grad_norm is None else float(grad_norm),
-                    "steps_per_s": (self.step - last_check) / max(elapsed, 1e-9),
+                    "steps_per_s": (self.step - timed_from) / max(elapsed, 1e-9),
                 }
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
                 if self.dist.is_main:
                     self.metrics.write(record)
-                loss_sum.zero_()
-                last_check, tic = self.step, time.perf_counter()
+                self._loss_sum.zero_()
+                self._logged, timed_from, tic = self.step, self.step, time.perf_counter()
             if at_ckpt:
-                self.save_checkpoint()
+                saved = self.save_checkpoint()
+            if stop_signal:
+                raise TrainingInterrupted(stop_signal, self.step, saved)
             if cfg.sample_every and self.step % cfg.sample_every == 0 and self.dist.is_main:
                 self.snapshot(f"step-{self.step:08d}.png")
-        bar.close()
-        if self.dist.is_main:
-            self.snapshot("final.png")
-            self._save_pipeline()
-        barrier()
-        return self.run_dir / "pipeline"
 
     # -- outputs -------------------------------------------------------------------------
     def snapshot(self, name: str) -> Path | None:
