@@ -102,7 +102,15 @@ def measure_pairs(case: str, nfes: list[int], seconds: float, rounds: int, seed:
     desc, preset, overrides, shape, batch = TEACHERS[case]
     torch.manual_seed(seed)
     model = unet(preset, **overrides).eval()
-    teacher = LoadedTeacher(model, rectified(), shape, None, f"benchmark:{case}")
+    teacher = LoadedTeacher(
+        field=model,
+        path=rectified(),
+        prediction=model.prediction,
+        sample_shape=shape,
+        num_classes=None,
+        source=f"benchmark:{case}",
+        kind="flowkit",
+    )
     x_bare = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         forward = median_time(lambda: model(x_bare, torch.full((batch,), 0.5)))

@@ -14,13 +14,16 @@ def lazy_getattr(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
 
     Args:
         package: the package's ``__name__``.
-        exports: public name -> submodule (relative to ``package``) that defines it.
+        exports: public name -> submodule (relative to ``package``) that defines it. A
+            name may not be a submodule's name: importing that submodule would shadow it.
     """
+    shadowed = sorted(name for name in exports if name in exports.values())
+    if shadowed:
+        raise ValueError(f"{package}: exports {shadowed} are also submodule names")
 
     def __getattr__(name: str) -> Any:
         if name not in exports:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
-        return value
+        return getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
 
     return __getattr__

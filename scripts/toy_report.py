@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flowkit.data import sample_toy, save_scatter, save_trajectories
 from flowkit.evaluation import sliced_wasserstein, straightness
-from flowkit.pipelines.runs import load_field
+from flowkit.loading import load
 from flowkit.solvers import sample_ode, sample_sde, seeded_noise
 from flowkit.training import load_config
 
@@ -44,7 +44,7 @@ def main() -> None:
 
     run = Path(args.run)
     name = load_config(run / "config.yaml").data.name
-    model = load_field(run)[0].eval()
+    model = load(run).field
     held_out = sample_toy(name, args.num, seed=10_001)
     floor = sliced_wasserstein(held_out, sample_toy(name, args.num, seed=10_002))
     x0 = seeded_noise((2,), range(args.num), seed=0)

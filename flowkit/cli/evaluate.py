@@ -74,7 +74,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fid.add_argument(
         "--num", "-n", type=int, default=None, help="number of samples (-n under torchrun)"
     )
-    fid.add_argument("--method", default="euler", help="models: ODE method (default euler)")
+    fid.add_argument(
+        "--method",
+        default=None,
+        help="models: the sampler (default: euler; a multiplicative model's own sampler)",
+    )
     fid.add_argument("--seed", type=int, default=0)
     fid.add_argument("--json", dest="json_out", default=None, help="also write the result here")
     _common(fid)

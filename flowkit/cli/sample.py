@@ -74,10 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
     from flowkit.data import save_image_grid, save_scatter
     from flowkit.files import save_tensors
-    from flowkit.pipelines.multiplicative import multiplicative_pipeline_dir
-    from flowkit.pipelines.rectified_flow import sample_shape
-    from flowkit.pipelines.runs import load_field
-    from flowkit.solvers import GBM_SAMPLERS, SDE_METHODS, sample_ode, sample_sde, seeded_noise
+    from flowkit.loading import load
+    from flowkit.solvers.names import ADAPTIVE_METHODS, SDE_METHODS
     from flowkit.training.distributed import resolve_device
 
     out = Path(args.out)
@@ -86,63 +84,28 @@ def run(args: argparse.Namespace) -> int:
     if args.num < 1:
         raise ValueError(f"--num must be >= 1, got {args.num}")
     out.parent.mkdir(parents=True, exist_ok=True)  # a bad --out fails before the sampling
-    device = resolve_device(args.device)
-    gbm_dir = multiplicative_pipeline_dir(args.model)
-    if gbm_dir is not None:
-        pipe, levels = _load_gbm(gbm_dir, args.method, args.nfe)
-        pipe.to(device)
-        model, method = pipe.model.eval(), pipe.scheduler.config.sampler
-    else:
-        if args.method in GBM_SAMPLERS:
-            raise ValueError(
-                f"--method {args.method} needs a multiplicative (GBM) model; {args.model!r} "
-                "holds a flow"
-            )
-        method, nfe = args.method or "euler", 100 if args.nfe is None else args.nfe
-        model, path = load_field(args.model)
-        model = model.to(device).eval()
-    shape = sample_shape(model)
+    model = load(args.model).to(resolve_device(args.device))
+    gbm = model.kind == "multiplicative"
+    method, nfe, options = args.method, args.nfe, {}
+    if not gbm:
+        method = method or "euler"
+        if nfe is None and method not in ADAPTIVE_METHODS:
+            nfe = 100
+        options = {"grid": args.grid}
+        if method in SDE_METHODS:
+            options["noise_scale"] = args.noise_scale
+        else:
+            options.update(rtol=args.rtol, atol=args.atol)
     samples, noises, used = [], [], 0
     tic = time.perf_counter()
     for start in tqdm(range(0, args.num, args.batch_size), desc="sample", unit="batch"):
         indices = range(start, min(start + args.batch_size, args.num))
-        x0 = seeded_noise(shape, indices, args.seed)
-        if gbm_dir is not None:  # x0 is the standard normal z of the log-normal start
-            result = pipe.sample(indices, args.seed, levels)
-            samples.append(result.x.cpu())
-            noises.append(x0)
-            used += result.nfe
-            continue
-        start_x = x0.to(device) * path.prior_std
-        if method in SDE_METHODS:
-            result = sample_sde(
-                model,
-                start_x,
-                nfe=nfe,
-                method=method,
-                grid=args.grid,
-                path=path,
-                noise_scale=args.noise_scale,
-                seed=args.seed,
-                indices=list(indices),
-            )
-        else:
-            result = sample_ode(
-                model,
-                start_x,
-                nfe=nfe,
-                method=method,
-                grid=args.grid,
-                path=path,
-                rtol=args.rtol,
-                atol=args.atol,
-            )
+        result = model.sample(indices, args.seed, nfe, method, **options)
         samples.append(result.x.cpu())
-        noises.append(x0)
+        noises.append(model.noise(indices, args.seed))
         used += result.nfe
     seconds = time.perf_counter() - tic
     x = torch.cat(samples)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".safetensors":
         save_tensors({"samples": x.contiguous(), "x0": torch.cat(noises).contiguous()}, out)
     elif x.dim() == 4:
@@ -154,34 +117,12 @@ def run(args: argparse.Namespace) -> int:
             f"cannot draw samples of shape {tuple(x.shape[1:])} as a PNG; "
             "use --out FILE.safetensors"
         )
-    batches = len(samples)
     report = {
         "out": str(out),
         "num": len(x),
-        "method": method,
-        "nfe": used // batches,
+        "method": model.pipeline.scheduler.config.sampler if gbm else method,
+        "nfe": used // len(samples),
         "seconds": round(seconds, 3),
     }
     print(json.dumps(report))
     return 0
-
-
-def _load_gbm(path, method: str | None, nfe: int | None):
-    """The saved multiplicative pipeline (its sampler replaced by ``method`` when given) and
-    its number of levels for a budget of ``nfe`` calls (None: the saved steps)."""
-    from flowkit.pipelines.loading import load_pipeline
-    from flowkit.pipelines.multiplicative import GBMScheduler
-    from flowkit.solvers import GBM_SAMPLERS
-
-    pipe = load_pipeline(path)
-    if method is not None and method not in GBM_SAMPLERS:
-        raise ValueError(
-            f"{str(path)!r} is a multiplicative (GBM) model: --method must be one of "
-            f"{list(GBM_SAMPLERS)}, got {method!r}"
-        )
-    if method is not None:
-        pipe.scheduler = GBMScheduler.from_config(pipe.scheduler.config, sampler=method)
-    inner = pipe.scheduler.config.inner_steps
-    if nfe is not None and nfe < inner:
-        raise ValueError(f"--nfe must be >= inner_steps={inner} for this model, got {nfe}")
-    return pipe, None if nfe is None else nfe // inner

@@ -141,7 +141,7 @@ def fid(
     *,
     nfe: int | None = None,
     num: int | None = None,
-    method: str = "euler",
+    method: str | None = None,
     seed: int = 0,
     batch_size: int = 250,
     channels: int = 3,

@@ -19,9 +19,7 @@ import torch
 
 from flowkit.evaluation.sliced import sliced_wasserstein
 from flowkit.evaluation.straightness import straightness
-from flowkit.pipelines.rectified_flow import sample_shape
-from flowkit.pipelines.runs import load_field
-from flowkit.solvers import sample_ode, seeded_noise
+from flowkit.loading import load
 
 
 @dataclass
@@ -59,11 +57,8 @@ class Judge:
 
 def draw(model_dir: Path, num: int, nfe: int | None, method: str, seed: int = 0, device=None):
     """``num`` samples of the model at ``model_dir`` (a :class:`SampleResult`)."""
-    device = device or torch.device("cpu")
-    model, path = load_field(model_dir)
-    model = model.to(device).eval()
-    x0 = seeded_noise(sample_shape(model), range(num), seed).to(device)
-    return sample_ode(model, x0 * path.prior_std, nfe=nfe, method=method, path=path)
+    model = load(model_dir).to(device or torch.device("cpu"))
+    return model.sample(range(num), seed, nfe=nfe, method=method)
 
 
 @dataclass
@@ -79,11 +74,9 @@ class Row:
 
 def model_straightness(model_dir: Path, num: int, seed: int = 0, device=None) -> float:
     """``S`` of the model at ``model_dir`` from ``num`` seeded noises, 100 Euler steps."""
-    device = device or torch.device("cpu")
-    model, path = load_field(model_dir)
-    model = model.to(device).eval()
-    x0 = seeded_noise(sample_shape(model), range(num), seed).to(device)
-    return straightness(model, x0 * path.prior_std, nfe=100, path=path)
+    model = load(model_dir).to(device or torch.device("cpu"))
+    x0 = model.noise(range(num), seed).to(model.device) * model.path.prior_std
+    return straightness(model.field, x0, nfe=100, path=model.path)
 
 
 def evaluate_row(

@@ -37,13 +37,15 @@ def _batches(indices: Sequence[int], batch_size: int) -> Iterator[Sequence[int]]
 
 
 def is_model_dir(path: str | os.PathLike) -> bool:
-    """A run directory, a saved pipeline or a saved model folder."""
-    path = Path(path)
-    return (
-        (path / "pipeline" / "model_index.json").is_file()
-        or (path / "model_index.json").is_file()
-        or ((path / "config.json").is_file() and any(path.glob("*.safetensors")))
-    )
+    """A saved model that :func:`flowkit.load` reads (a run, pipeline, model or diffusers
+    directory), as opposed to a data source."""
+    from flowkit.loading import locate
+
+    try:
+        locate(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def count_items(data: str | os.PathLike, channels: int = 3, image_size: int | None = None) -> int:
@@ -128,47 +130,16 @@ def iter_model_samples(
     model_dir: str | os.PathLike,
     indices: Sequence[int],
     batch_size: int,
-    nfe: int,
-    method: str = "euler",
+    nfe: int | None,
+    method: str | None = None,
     seed: int = 0,
     device: torch.device | None = None,
 ) -> Iterator[tuple[Tensor, int]]:
-    """``(images, nfe used)`` drawn from a trained model, sample ``i`` from ``(seed, i)``."""
-    from flowkit.pipelines.multiplicative import multiplicative_pipeline_dir
-    from flowkit.pipelines.rectified_flow import sample_shape
-    from flowkit.pipelines.runs import load_field
-    from flowkit.solvers import sample_ode, seeded_noise
+    """``(images in [-1, 1], nfe used)`` drawn from a saved model (:func:`flowkit.load`),
+    sample ``i`` from ``(seed, i)``; ``method`` None is Euler (a GBM model's own sampler)."""
+    from flowkit.loading import load
 
-    device = device or torch.device("cpu")
-    gbm_dir = multiplicative_pipeline_dir(model_dir)
-    if gbm_dir is not None:
-        yield from _gbm_samples(gbm_dir, indices, batch_size, nfe, method, seed, device)
-        return
-    model, path = load_field(model_dir)
-    model = model.to(device).eval()
-    shape = sample_shape(model)
+    model = load(model_dir).to(device or torch.device("cpu"))
     for batch in _batches(indices, batch_size):
-        x0 = seeded_noise(shape, batch, seed).to(device) * path.prior_std
-        result = sample_ode(model, x0, nfe=nfe, method=method, path=path)
-        yield result.x.clamp(-1, 1), result.nfe
-
-
-def _gbm_samples(
-    pipeline_dir, indices, batch_size: int, nfe: int | None, method: str, seed: int, device
-) -> Iterator[tuple[Tensor, int]]:
-    """A multiplicative (GBM) model sampled by its own saved sampler: ``nfe`` network calls
-    (``nfe // inner_steps`` noise levels; None: the saved steps). ``method`` must be
-    ``"euler"`` (the default, meaning "the model's own") or the saved sampler's name."""
-    from flowkit.pipelines.multiplicative import MultiplicativePipeline
-
-    pipe = MultiplicativePipeline.from_pretrained(pipeline_dir, local_files_only=True).to(device)
-    config = pipe.scheduler.config
-    if method not in ("euler", config.sampler):
-        raise ValueError(
-            f"{str(pipeline_dir)!r} is a multiplicative (GBM) model sampled by its "
-            f"'{config.sampler}' sampler; method {method!r} does not apply to it"
-        )
-    steps = None if nfe is None else max(1, nfe // config.inner_steps)
-    for batch in _batches(indices, batch_size):
-        result = pipe.sample(batch, seed, num_inference_steps=steps)
+        result = model.sample(batch, seed, nfe=nfe, method=method)
         yield result.x.clamp(-1, 1), result.nfe

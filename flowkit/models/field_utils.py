@@ -1,14 +1,31 @@
-"""Shared conventions of flowkit fields: prediction names (from :mod:`flowkit.paths`) and
-time broadcasting."""
+"""Shared conventions of flowkit fields: prediction and path names (from :mod:`flowkit.paths`)
+and time broadcasting."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from flowkit.paths.affine import PATHS
 from flowkit.paths.conversions import PREDICTIONS, check_prediction
 
-__all__ = ["PREDICTIONS", "broadcast_time", "check_prediction"]
+__all__ = ["MULTIPLICATIVE", "PREDICTIONS", "broadcast_time", "check_path", "check_prediction"]
+
+MULTIPLICATIVE = "gbm"
+"""The ``path`` a multiplicative (geometric Brownian motion) model records: its process and
+sampler live in its pipeline's scheduler, not in an affine path."""
+
+
+def check_path(path: str, path_kwargs: dict | None) -> None:
+    """Raise ``ValueError`` unless ``path`` names an affine path (or the GBM process) and
+    ``path_kwargs`` is a mapping of its parameters."""
+    if path != MULTIPLICATIVE and path not in PATHS:
+        raise ValueError(
+            f"path={path!r}: expected one of {sorted(PATHS)} (an affine path) or "
+            f"{MULTIPLICATIVE!r} (a multiplicative model)"
+        )
+    if path_kwargs is not None and not isinstance(path_kwargs, dict):
+        raise ValueError(f"path_kwargs must be a mapping or None, got {path_kwargs!r}")
 
 
 def broadcast_time(t: Tensor | float, x: Tensor) -> Tensor:

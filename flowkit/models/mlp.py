@@ -9,7 +9,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
-from flowkit.models.field_utils import broadcast_time, check_prediction
+from flowkit.models.field_utils import broadcast_time, check_path, check_prediction
 
 __all__ = ["MLPField", "sinusoidal_embedding"]
 
@@ -62,6 +62,9 @@ class MLPField(ModelMixin, ConfigMixin):
             last index (``num_classes``) is the null class, used when ``class_labels`` is
             None (classifier-free guidance).
         prediction: what the output means: "velocity", "epsilon", "x0" or "score".
+        path, path_kwargs: the path the field was trained on (a name of
+            :data:`flowkit.paths.PATHS`, or ``"gbm"`` for a multiplicative model) and its
+            parameters; saved in the config so that a saved model describes itself.
     """
 
     @register_to_config
@@ -73,9 +76,12 @@ class MLPField(ModelMixin, ConfigMixin):
         time_embed_dim: int = 64,
         num_classes: int | None = None,
         prediction: str = "velocity",
+        path: str = "rectified",
+        path_kwargs: dict | None = None,
     ):
         super().__init__()
         check_prediction(prediction)
+        check_path(path, path_kwargs)
         for name, value in (("dim", dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")

@@ -11,7 +11,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor
 
-from flowkit.models.field_utils import broadcast_time, check_prediction
+from flowkit.models.field_utils import broadcast_time, check_path, check_prediction
 
 __all__ = ["UNET_PRESETS", "UNetField", "unet"]
 
@@ -32,6 +32,9 @@ class UNetField(ModelMixin, ConfigMixin):
             ``num_class_embeds`` keeps diffusers' behaviour (labels required).
         time_scale: factor from ``t`` to the UNet's timestep.
         prediction: what the output means: "velocity", "epsilon", "x0" or "score".
+        path, path_kwargs: the path the field was trained on (a name of
+            :data:`flowkit.paths.PATHS`, or ``"gbm"`` for a multiplicative model) and its
+            parameters; saved in the config so that a saved model describes itself.
     """
 
     @register_to_config
@@ -78,9 +81,12 @@ class UNetField(ModelMixin, ConfigMixin):
         num_classes: int | None = None,
         time_scale: float = 999.0,
         prediction: str = "velocity",
+        path: str = "rectified",
+        path_kwargs: dict | None = None,
     ):
         super().__init__()
         check_prediction(prediction)
+        check_path(path, path_kwargs)
         if num_classes is not None:
             if num_class_embeds is not None:
                 raise ValueError(

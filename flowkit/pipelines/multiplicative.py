@@ -21,9 +21,6 @@ Saving and loading (safetensors and JSON only)::
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline, ImagePipelineOutput
@@ -39,7 +36,7 @@ from flowkit.pipelines.rectified_flow import FlowkitPipelineMixin, SampleOutput,
 from flowkit.solvers.gbm import check_gbm_options, sample_gbm, sample_gbm_seeded
 from flowkit.solvers.result import SampleResult
 
-__all__ = ["GBMScheduler", "MultiplicativePipeline", "multiplicative_pipeline_dir"]
+__all__ = ["GBMScheduler", "MultiplicativePipeline"]
 
 
 class GBMScheduler(SchedulerMixin, ConfigMixin):
@@ -202,15 +199,3 @@ class MultiplicativePipeline(FlowkitPipelineMixin, DiffusionPipeline):
         self.maybe_free_model_hooks()
         return self._output(self._finish(x), image, output_type, return_dict)
 
-
-def multiplicative_pipeline_dir(path: str | os.PathLike) -> Path | None:
-    """The saved :class:`MultiplicativePipeline` at ``path`` (a pipeline or run directory),
-    or None when ``path`` holds another model."""
-    import json
-
-    for candidate in (Path(path), Path(path) / "pipeline"):
-        index = candidate / "model_index.json"
-        if index.is_file():
-            name = json.loads(index.read_text()).get("_class_name")
-            return candidate if name == "MultiplicativePipeline" else None
-    return None

@@ -234,7 +234,8 @@ class RectifiedFlowPipeline(FlowkitPipelineMixin, DiffusionPipeline):
         velocity = VelocityField(runner, path, getattr(model, "prediction", "velocity"), cond)
         autocast_dtype = getattr(self, "_autocast_dtype", None)
         scale = scheduler.config.num_train_timesteps
-
+        if scheduler.config.prediction != velocity.prediction:  # where the grid may start
+            scheduler.register_to_config(prediction=velocity.prediction)
         scheduler.set_timesteps(num_inference_steps, device=x.device)
         for ts in self.progress_bar(scheduler.timesteps):
             t = from_diffusers_flow(ts.to(torch.float64), num_train_timesteps=scale).t

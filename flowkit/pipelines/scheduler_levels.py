@@ -1,14 +1,19 @@
 """The noise levels of flowkit's flow schedulers, built by ``set_timesteps()`` in four stages:
 
-1. the base levels, descending and ending at 0: the configured grid (a named grid of
-   :func:`flowkit.solvers.time_grid` in ``t``, an explicit list of times, or ``"diffusers"``,
-   diffusers' spacing ``linspace(sigma_max, sigma_min, K)`` then 0), or the ``sigmas`` /
-   ``timesteps / num_train_timesteps`` given to the call (0 appended, as in diffusers);
+1. the base levels, descending and ending at the terminal level ``1 - path.t_max`` (0 on
+   the rectified and cosine paths, as in diffusers; ``1e-3`` on VP and sub-VP, ``1e-5`` on
+   VE, where samplers stop short of the data end, so that the pipeline ends where
+   ``sample_ode`` does): the configured grid (a named grid of
+   :func:`flowkit.solvers.time_grid` in ``t`` from ``path.t_min(prediction)`` to
+   ``path.t_max``, an explicit list of times (its end, ``t = 1``, read as ``t_max``), or
+   ``"diffusers"``, diffusers' spacing ``linspace(sigma_max, sigma_min, K)`` then
+   the terminal level), or the ``sigmas`` / ``timesteps / num_train_timesteps`` given to the
+   call (the terminal level appended, as diffusers appends 0);
 2. diffusers' shaping of the ``K`` step starts (:meth:`FlowMatchConfigMixin._shape`): the
    static ``shift`` or the dynamic one from ``mu``, ``shift_terminal``, karras / exponential /
    beta spacing (the identity with the default config);
 3. the layout of the model calls (Heun repeats the inner levels); ``sigmas`` = the call
-   levels followed by a trailing 0;
+   levels followed by the terminal level;
 4. ``timesteps = num_train_timesteps * sigmas[:-1]`` in float32 (as diffusers), or the
    ``timesteps`` given, as given.
 
@@ -83,6 +88,21 @@ class FlowLevelsMixin(FlowMatchConfigMixin):
             raise ValueError(f"{name} must decrease from at most 1, got {levels.tolist()}")
         return torch.cat([levels, levels.new_zeros(1)])
 
+    def _span(self) -> tuple[float, float]:
+        """The times a named grid spans: from ``path.t_min(prediction)`` (0 unless an
+        epsilon or score model would divide by ``alpha(0) = 0``) to ``path.t_max``, as
+        ``sample_ode``'s defaults; ``(0, 1)`` without a recorded path."""
+        from flowkit.paths import get_path
+
+        if self.config.path is None:
+            return 0.0, 1.0
+        path = get_path(self.config.path, **(self.config.path_kwargs or {}))
+        return path.t_min(self.config.prediction), path.t_max
+
+    def _terminal(self) -> float:
+        """The last noise level, ``1 - path.t_max`` (0 on the rectified path)."""
+        return 1.0 - self._span()[1]
+
     def _levels(
         self, num_inference_steps: int | None, sigmas: Levels | None, timesteps: Levels | None
     ) -> Tensor:
@@ -116,7 +136,7 @@ class FlowLevelsMixin(FlowMatchConfigMixin):
         else:  # the shifted grid is the uniform grid under the static shift of _shape()
             name = "uniform" if grid == "shifted" else grid
             options = {} if grid == "shifted" else self.config.grid_options or {}
-            times = time_grid(name, num_inference_steps, **options)  # raises on steps < 1
+            times = time_grid(name, num_inference_steps, *self._span(), **options)
         return to_diffusers_flow(times, num_train_timesteps=scale).sigma
 
     def _call_sigmas(self, sigma: Tensor) -> Tensor:
@@ -132,18 +152,20 @@ class FlowLevelsMixin(FlowMatchConfigMixin):
         timesteps: Levels | None,
     ) -> tuple[int, Tensor, Tensor, list[float]]:
         base = self._levels(num_inference_steps, sigmas, timesteps)
-        levels = torch.cat([self._shape(base[:-1], mu), base.new_zeros(1)])
+        terminal = base.new_full((1,), self._terminal())
+        base = torch.cat([base[:-1], terminal])
+        levels = torch.cat([self._shape(base[:-1], mu), terminal])
         if not bool((levels[1:] < levels[:-1]).all()):
             raise ValueError(
                 f"the shaped noise levels {levels.tolist()} do not decrease; check shift, "
                 "mu, shift_terminal and the spacing options"
             )
         call_sigmas = self._call_sigmas(levels)
-        values = torch.cat([call_sigmas, call_sigmas.new_zeros(1)])
+        values = torch.cat([call_sigmas, terminal])
         values32 = values.to(dtype=torch.float32)
         if timesteps is None:
             calls = values32[:-1] * self.config.num_train_timesteps
         else:
             given = torch.as_tensor(timesteps, dtype=torch.float32).flatten().cpu()
-            calls = self._call_sigmas(torch.cat([given, given.new_zeros(1)]))
+            calls = self._call_sigmas(torch.cat([given, given.new_full((1,), float(terminal))]))
         return base.numel() - 1, calls.to(device), values32.to(device), values.tolist()

@@ -28,7 +28,7 @@ class OnlinePairs:
         self.solver = solver or SolverSpec()
         self.sample_shape = teacher.sample_shape
         self.num_classes = teacher.num_classes
-        for p in teacher.model.parameters():
+        for p in teacher.field.parameters():
             p.requires_grad_(False)
 
     def __len__(self) -> int:

@@ -9,20 +9,17 @@ authors' practice (Liu et al.): adaptive Dormand-Prince, ``rtol = atol = 1e-5``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, fields
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from flowkit.paths import AffinePath
-from flowkit.solvers import SampleResult, sample_ode, seeded_noise
-from flowkit.solvers.noise import seeded_integers
-from flowkit.solvers.ode import ADAPTIVE_METHODS, end_time
+from flowkit.loading import LoadedModel, load
+from flowkit.solvers import SampleResult, sample_ode
+from flowkit.solvers.names import ADAPTIVE_METHODS
+from flowkit.solvers.ode import end_time
 
 
 @dataclass
@@ -48,48 +45,17 @@ class SolverSpec:
 
 
 @dataclass
-class LoadedTeacher:
-    """The teacher network and how to read it."""
-
-    model: nn.Module
-    path: AffinePath
-    sample_shape: tuple[int, ...]
-    num_classes: int | None
-    source: str
-
-    def to(self, device: torch.device) -> LoadedTeacher:
-        self.model = self.model.to(device).eval()
-        return self
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def digest(self) -> str:
-        """SHA-256 over the weights (names, dtypes and bytes, in name order)."""
-        digest = hashlib.sha256()
-        for name, tensor in sorted(self.model.state_dict().items()):
-            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
-
-    def noise(self, indices: Sequence[int], seed: int) -> Tensor:
-        """Unit noise ``(len(indices), *sample_shape)``, row k from ``(seed, indices[k])``."""
-        return seeded_noise(self.sample_shape, indices, seed)
-
-    def labels(self, indices: Sequence[int], seed: int) -> Tensor | None:
-        """Uniform class labels for a conditional teacher, label k from ``(seed, indices[k])``
-        (a stream separate from the noise's); None for an unconditional one."""
-        if self.num_classes is None:
-            return None
-        return seeded_integers(self.num_classes, indices, seed)
+class LoadedTeacher(LoadedModel):
+    """A loaded model (:func:`flowkit.load`) read as an ODE map from unit noise to samples:
+    :meth:`integrate` and, for phased pairs, :meth:`integrate_through`."""
 
     @torch.no_grad()
     def integrate(
         self, x0: Tensor, labels: Tensor | None, solver: SolverSpec
     ) -> tuple[Tensor, int]:
         """Solve the teacher's ODE from unit noise ``x0`` (scaled by the path's prior std)
-        at ``t = 0`` to its data end; returns ``(x1, network evaluations)``."""
+        at the field's start (``t = 0``, or ``path.t_min`` for epsilon and score fields where
+        ``alpha(0) = 0``) to its data end; returns ``(x1, network evaluations)``."""
         result = self._solve(x0.to(self.device) * self.path.prior_std, labels, solver)
         return result.x, result.nfe
 
@@ -126,11 +92,13 @@ class LoadedTeacher:
                 ``solver.method``, or a budget that does not split evenly over the phases.
         """
         times = [float(b) for b in boundaries]
+        if times and times[0] == 0:  # the noise end: where this field's integration starts
+            times[0] = self.path.t_min(self.prediction)
         phases = len(times) - 1
         end = end_time(self.path, solver.method)
         if (
             phases < 1
-            or times[0] != 0
+            or times[0] != self.path.t_min(self.prediction)
             or times[-1] != end
             or any(b >= c for b, c in zip(times[:-1], times[1:], strict=True))
         ):
@@ -149,18 +117,19 @@ class LoadedTeacher:
         x: Tensor,
         labels: Tensor | None,
         solver: SolverSpec,
-        t0: float = 0.0,
+        t0: float | None = None,
         t1: float | None = None,
         nfe: int | None = None,
     ) -> SampleResult:
         cond = None if labels is None else {"class_labels": labels.to(self.device)}
         return sample_ode(
-            self.model,
+            self.field,
             x,
             nfe=solver.nfe if nfe is None else nfe,
             method=solver.method,
             grid=solver.grid,
             path=self.path,
+            prediction=self.prediction,
             t0=t0,
             t1=t1,
             rtol=solver.rtol,
@@ -170,43 +139,20 @@ class LoadedTeacher:
         )
 
 
-def _num_classes(model: nn.Module) -> int | None:
-    config = getattr(model, "config", {}) or {}
-    value = getattr(model, "num_classes", None) or config.get("num_classes")
-    return int(value) if value else None
-
-
-def _is_flowkit_pipeline(path: Path) -> bool:
-    for candidate in (path, path / "pipeline"):
-        index_file = candidate / "model_index.json"
-        if index_file.is_file():
-            index = json.loads(index_file.read_text())
-            return "model" in index or "generator" in index
-    return (path / "config.json").is_file()
-
-
 def load_teacher(path: str | os.PathLike) -> LoadedTeacher:
-    """The model saved at ``path``, on CPU in eval mode.
+    """The model saved at ``path`` (:func:`flowkit.load`), on CPU in eval mode; a latent
+    teacher's VAE is dropped (pairs live in latent space; decoding is the user's step).
 
     Raises:
-        FileNotFoundError: ``path`` holds neither a flowkit model nor a diffusers pipeline.
+        FileNotFoundError: ``path`` holds no saved model.
+        ValueError: a multiplicative (GBM) model, which has no ODE to integrate.
     """
-    from flowkit.pipelines.rectified_flow import sample_shape
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"teacher {str(path)!r} does not exist")
-    if _is_flowkit_pipeline(path):
-        from flowkit.pipelines.runs import load_field
-
-        model, affine = load_field(path)
-    else:
-        from flowkit.models.teachers import load_diffusers_teacher
-
-        model = load_diffusers_teacher(path)
-        affine = model.path
-        if getattr(model, "vae", None) is not None:
-            model.vae = None  # pairs live in latent space; decoding is the user's step
-    model = model.eval()
-    shape = sample_shape(getattr(model, "model", model) if not hasattr(model, "config") else model)
-    return LoadedTeacher(model, affine, shape, _num_classes(model), str(path))
+    loaded = load(path)
+    if loaded.kind == "multiplicative":
+        raise ValueError(
+            f"{str(path)!r} is a multiplicative (GBM) model: it is sampled by a stochastic "
+            "sampler and has no ODE map from noise to samples to make reflow pairs with"
+        )
+    if getattr(loaded.field, "vae", None) is not None:
+        loaded.field.vae = None
+    return LoadedTeacher(**{f.name: getattr(loaded, f.name) for f in fields(LoadedModel)})

@@ -12,7 +12,13 @@ from torch.utils.data import Dataset
 from flowkit.couplings import Independent, MinibatchOT
 from flowkit.objectives import FlowMatchingLoss, TimeSampler, build_metric
 from flowkit.paths import check_prediction, get_path
-from flowkit.training.config import ConfigError, DataConfig, ModelConfig, RunConfig
+from flowkit.training.config import (
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    RunConfig,
+)
 
 MODEL_KINDS = ("mlp", "unet")
 COUPLINGS = {"independent": Independent, "minibatch_ot": MinibatchOT}
@@ -67,15 +73,29 @@ def _reflow_data(cfg: DataConfig, device: torch.device | None) -> Dataset:
     return OnlinePairs(teacher, cfg.num_points, SolverSpec(**cfg.kwargs), seed=cfg.seed)
 
 
-def build_model(cfg: ModelConfig, dataset: Dataset) -> nn.Module:
-    """A fresh network shaped for ``dataset``, or the one saved at ``model.init_from``."""
+def build_model(
+    cfg: ModelConfig, dataset: Dataset, objective: ObjectiveConfig | None = None
+) -> nn.Module:
+    """A fresh network shaped for ``dataset``, or the one saved at ``model.init_from``.
+
+    The network's config records the path of ``objective`` (``"gbm"`` for the
+    multiplicative objective), so that the saved model describes itself.
+    """
     from flowkit.models import MLPField, unet
+    from flowkit.models.field_utils import MULTIPLICATIVE
 
     check_prediction(cfg.prediction)
+    objective = objective or ObjectiveConfig()
+    recorded = {
+        "path": MULTIPLICATIVE if objective.kind == "multiplicative" else objective.path,
+        "path_kwargs": dict(objective.path_kwargs) or None,
+    }
     if cfg.init_from is not None:
-        from flowkit.pipelines.runs import load_field
+        from flowkit.loading import load
 
-        return load_field(cfg.init_from)[0]
+        model = load(cfg.init_from).field
+        model.register_to_config(**recorded)
+        return model
     num_classes = dataset.num_classes if cfg.class_conditional else None
     if cfg.class_conditional and num_classes is None:
         raise ConfigError("model.class_conditional is true but the data set has no labels")
@@ -87,7 +107,11 @@ def build_model(cfg: ModelConfig, dataset: Dataset) -> nn.Module:
                 "use model.kind='unet' for images"
             )
         return MLPField(
-            dim=shape[0], num_classes=num_classes, prediction=cfg.prediction, **cfg.kwargs
+            dim=shape[0],
+            num_classes=num_classes,
+            prediction=cfg.prediction,
+            **recorded,
+            **cfg.kwargs,
         )
     if cfg.kind == "unet":
         if len(shape) != 3:
@@ -101,6 +125,7 @@ def build_model(cfg: ModelConfig, dataset: Dataset) -> nn.Module:
                 "sample_size": height,
                 "num_classes": num_classes,
                 "prediction": cfg.prediction,
+                **recorded,
                 **cfg.kwargs,
             },
         )
@@ -242,7 +267,6 @@ def _multiplicative(cfg: RunConfig):
 
     from flowkit.objectives.multiplicative import MultiplicativeScoreLoss
     from flowkit.paths.gbm import GBMProcess, fit_lognormal, to_positive
-    from flowkit.training.config import ObjectiveConfig
 
     objective, defaults = cfg.objective, ObjectiveConfig()
     for name in ("path", "path_kwargs", "time_sampler", "time_sampler_kwargs", "metric"):

@@ -528,11 +528,11 @@ def test_trainer_runs_diffusion_and_saves_a_loadable_pipeline(tmp_path: Path) ->
     from safetensors.torch import load_file
 
     from flowkit.cli.main import main
-    from flowkit.pipelines.runs import load_field
+    from flowkit.loading import load
 
     Trainer(load_config(None, TRAIN), tmp_path / "run", progress=False).fit()
-    model, path = load_field(tmp_path / "run")
-    assert model.prediction == "epsilon" and path.name == "vp"
+    model = load(tmp_path / "run")
+    assert model.prediction == "epsilon" and model.path.name == "vp"
     out = tmp_path / "samples.safetensors"
     command = ["sample", str(tmp_path / "run"), "--nfe", "4", "--num", "8", "--out", str(out)]
     for method in ("euler", "dpm_solver_pp"):

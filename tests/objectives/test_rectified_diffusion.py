@@ -160,7 +160,15 @@ def test_rectified_diffusion_beats_its_vp_epsilon_teacher_at_one_and_two_steps(
         return data[torch.randint(len(data), (512,), generator=generator)], None
 
     teacher = fit(EpsNet(), DiffusionLoss(path), draw_data, 3000, 2e-3, seed=1)
-    loaded = LoadedTeacher(teacher, path, (2,), None, "toy teacher")
+    loaded = LoadedTeacher(
+        field=teacher,
+        path=path,
+        prediction=teacher.prediction,
+        sample_shape=(2,),
+        num_classes=None,
+        source="toy teacher",
+        kind="flowkit",
+    )
     solver = SolverSpec("ddim", nfe=24)
     generate_pairs(loaded, 8000, tmp_path / "pairs", solver, batch_size=1000, progress=False)
     pairs = PairDataset(tmp_path / "pairs")

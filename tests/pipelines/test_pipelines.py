@@ -66,6 +66,10 @@ def files_on_disk(directory: Path) -> list[str]:
         ("euler", "x0", {"path": "cosine"}),
         ("heun", "velocity", {"grid": "shifted", "grid_options": {"shift": 3.0}}),
         ("euler", "epsilon", {"path": "vp", "path_kwargs": {"beta_max": 10.0}}),
+        ("heun", "epsilon", {"path": "vp"}),
+        ("heun", "x0", {"path": "subvp"}),
+        ("euler", "velocity", {"path": "ve"}),
+        ("euler", "epsilon", {}),  # alpha(0) = 0: both start at path.t_min("epsilon")
     ],
 )
 def test_pipeline_equals_sample_ode(method, prediction, scheduler_kwargs) -> None:
@@ -90,8 +94,7 @@ def test_pipeline_equals_sample_ode(method, prediction, scheduler_kwargs) -> Non
             scheduler_kwargs.get("path", "rectified"), **scheduler_kwargs.get("path_kwargs", {})
         ),
         final_euler=final_euler,
-        t1=1.0,  # the scheduler's grid ends at t = 1, also on paths with t_max < 1 (VP)
-    ).x
+    ).x  # the defaults agree: both span [path.t_min(prediction), path.t_max]
     torch.testing.assert_close(out, expected, **CLOSE)
 
 

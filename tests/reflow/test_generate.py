@@ -29,7 +29,7 @@ def test_pairs_are_the_teachers_ode_solutions_from_seeded_noise(teacher_dir, tmp
     batch = data.batch(torch.arange(10))
     x0 = seeded_noise((2,), range(10), seed=3)
     assert torch.equal(batch.x0, x0)
-    expected = sample_ode(teacher.model, x0, nfe=8, method="rk4").x
+    expected = sample_ode(teacher.field, x0, nfe=8, method="rk4").x
     torch.testing.assert_close(batch.x1, expected, rtol=1e-5, atol=1e-6)
     assert batch.labels is None
 

@@ -18,7 +18,7 @@ def test_online_pairs_equal_stored_pairs(teacher_dir, tmp_path):
     batch = online.batch(order)
     assert torch.equal(batch.x0, stored.x0[order])
     torch.testing.assert_close(batch.x1, stored.x1[order], rtol=1e-6, atol=1e-6)
-    assert not any(p.requires_grad for p in teacher.model.parameters())
+    assert not any(p.requires_grad for p in teacher.field.parameters())
 
 
 def overrides(teacher_dir, data: list[str]) -> list[str]:

@@ -21,8 +21,8 @@ def test_phased_pairs_hold_the_teachers_states_at_the_boundaries(teacher_dir, tm
     assert manifest.boundaries == HALVES and manifest.nfe_per_pair == 8.0
     batch = PairDataset(tmp_path / "p").batch(torch.arange(10))
     x0 = seeded_noise((2,), range(10), seed=0)
-    half = sample_ode(teacher.model, x0, nfe=4, t1=0.5).x
-    whole = sample_ode(teacher.model, x0, nfe=8).x  # 4 + 4 Euler steps are these 8
+    half = sample_ode(teacher.field, x0, nfe=4, t1=0.5).x
+    whole = sample_ode(teacher.field, x0, nfe=8).x  # 4 + 4 Euler steps are these 8
     assert batch.xb.shape == (10, 3, 2)
     assert torch.equal(batch.xb[:, 0], x0) and torch.equal(batch.xb[:, 2], batch.x1)
     torch.testing.assert_close(batch.xb[:, 1], half, rtol=1e-5, atol=1e-6)
