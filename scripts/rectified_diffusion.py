@@ -29,9 +29,9 @@ from pathlib import Path
 
 import torch
 
+from flowkit.distributed import barrier, init_distributed, shutdown_and_exit
 from flowkit.objectives.rectified_diffusion import phase_boundaries
 from flowkit.reflow import SolverSpec, generate_pairs, load_teacher
-from flowkit.training.distributed import barrier, init_distributed, shutdown_and_exit
 from flowkit.training.stages import record_minutes, train_or_resume
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

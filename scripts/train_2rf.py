@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
+from flowkit.distributed import barrier, init_distributed, shutdown_and_exit
 from flowkit.reflow import SolverSpec, generate_pairs, load_teacher
-from flowkit.training.distributed import barrier, init_distributed, shutdown_and_exit
 from flowkit.training.stages import record_minutes, train_or_resume
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -86,8 +86,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    from flowkit.distributed import init_distributed, shutdown_and_exit
     from flowkit.evaluation.fid import dataset_stats
-    from flowkit.training.distributed import init_distributed, shutdown_and_exit
 
     info = init_distributed(args.device)
     stats = dataset_stats(
@@ -110,8 +110,8 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_fid(args: argparse.Namespace) -> int:
+    from flowkit.distributed import init_distributed, shutdown_and_exit
     from flowkit.evaluation.fid import fid
-    from flowkit.training.distributed import init_distributed, shutdown_and_exit
 
     info = init_distributed(args.device)
     result = fid(

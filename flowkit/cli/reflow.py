@@ -63,9 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from flowkit.distributed import init_distributed, shutdown_and_exit
     from flowkit.reflow import SolverSpec, generate_pairs, load_teacher
     from flowkit.solvers.ode import ADAPTIVE_METHODS
-    from flowkit.training.distributed import init_distributed, shutdown_and_exit
 
     if args.method not in ADAPTIVE_METHODS and args.nfe is None:
         raise ValueError(f"--method {args.method} is fixed-step: pass --nfe (e.g. --nfe 40)")

@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from flowkit.data import save_image_grid, save_scatter
+    from flowkit.distributed import resolve_device
     from flowkit.files import save_tensors
     from flowkit.loading import load
     from flowkit.solvers.names import ADAPTIVE_METHODS, SDE_METHODS
-    from flowkit.training.distributed import resolve_device
 
     out = Path(args.out)
     if out.suffix not in (".png", ".safetensors"):

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         model_dir = trainer.fit()
     except KeyboardInterrupt as interrupt:
         return _interrupted(args, out, trainer, interrupt)
-    from flowkit.training.distributed import shutdown_and_exit
+    from flowkit.distributed import shutdown_and_exit
 
     if trainer.dist.is_main:
         print(f"trained {trainer.step} steps; model saved to {model_dir}")
@@ -89,7 +89,7 @@ def _interrupted(args: argparse.Namespace, out: Path, trainer, interrupt: Keyboa
         command = _command(args, out, ranks, resume=latest is not None)
         print(f"flowkit train: {where}; {again}: {command}", file=sys.stderr, flush=True)
     if checkpoint is not None:  # every rank stopped at this same step: leave together
-        from flowkit.training.distributed import shutdown_and_exit
+        from flowkit.distributed import shutdown_and_exit
 
         shutdown_and_exit(code)
     return code

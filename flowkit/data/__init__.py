@@ -6,6 +6,7 @@ Everything is scaled to ``[-1, 1]``; images are float32 ``(C, H, W)``.
 from flowkit._lazy import lazy_getattr
 
 __all__ = [
+    "Batch",
     "DATASET_NAMES",
     "IMAGE_EXTENSIONS",
     "TOY_NAMES",
@@ -23,6 +24,7 @@ __all__ = [
 __getattr__ = lazy_getattr(
     __name__,
     {
+        "Batch": "batch",
         "DATASET_NAMES": "registry",
         "IMAGE_EXTENSIONS": "image_folder",
         "TOY_NAMES": "toys",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,33 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolder"]
+from flowkit.files import FileReadError
+
+__all__ = ["IMAGE_EXTENSIONS", "CorruptImageError", "ImageFolder"]
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+SKIP_HINT = (
+    "remove or replace the file, or skip corrupt images with a warning: "
+    "ImageFolder(..., skip_corrupt=True), on the command line --skip-corrupt"
+)
+
+
+class CorruptImageError(FileReadError):
+    """An image file that Pillow cannot decode (not an image, truncated, damaged); a
+    ``ValueError`` whose message names the file and how to skip such files."""
+
+
+def _is_corrupt(error: BaseException) -> bool:
+    """Whether ``error`` from opening or decoding an image means the file's content is bad.
+
+    Pillow raises ``UnidentifiedImageError`` (an ``OSError``) for what it cannot identify,
+    ``OSError`` for truncated or damaged data, and ``SyntaxError`` / ``ValueError`` from some
+    decoders. A file that is missing or cannot be read is not corrupt: that error stands.
+    """
+    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return False
+    return isinstance(error, (OSError, SyntaxError, ValueError, EOFError))
 
 
 class ImageFolder(Dataset):
@@ -34,9 +59,19 @@ class ImageFolder(Dataset):
         channels: 3 (RGB) or 1 (grey).
         random_flip: flip each item horizontally with probability 1/2 (torch's global RNG,
             so a DataLoader's per-worker seeding applies).
+        skip_corrupt: decode every image once here and leave out those that cannot be decoded,
+            with one warning that gives their count and names the first few. Without it (the
+            default) nothing is decoded up front and a corrupt image raises
+            :class:`CorruptImageError` (a ``ValueError`` naming the file) when it is loaded.
+            Classes come from the folder names either way, so labels do not depend on which
+            files were skipped.
+
+    Raises:
+        CorruptImageError: an image cannot be decoded (without ``skip_corrupt``), or none can.
 
     Attributes:
-        files: sorted image paths.
+        files: sorted image paths (without the skipped ones).
+        skipped: the corrupt image paths left out (empty without ``skip_corrupt``).
         labels: int64 tensor ``(N,)`` of class indices, or None.
         classes: sorted class folder names (empty without classes).
         sample_shape: ``(channels, H, W)``.
@@ -50,6 +85,7 @@ class ImageFolder(Dataset):
         image_size: int | None = None,
         channels: int = 3,
         random_flip: bool = True,
+        skip_corrupt: bool = False,
     ):
         root = Path(root)
         if not root.is_dir():
@@ -73,28 +109,71 @@ class ImageFolder(Dataset):
                 "class subfolders (labelled) or all directly in the folder (unlabelled)"
             )
         self.root = root
-        self.files = files
         self.channels = channels
         self.image_size = image_size
         self.random_flip = random_flip
+        self.skip_corrupt = skip_corrupt
+        self.skipped: list[Path] = []
+        if skip_corrupt:
+            keep = [self._readable(path) for path in files]
+            self.skipped = [path for path, ok in zip(files, keep, strict=True) if not ok]
+            if self.skipped:
+                self._warn_skipped(len(files))
+        else:
+            keep = [True] * len(files)
+        self.files = [path for path, ok in zip(files, keep, strict=True) if ok]
+        if not self.files:
+            raise CorruptImageError(
+                f"none of the {len(files)} images under {str(root)!r} can be decoded "
+                f"(first: {str(files[0])!r}); check that the folder holds image files"
+            )
         if all(nested):
             self.classes: list[str] = sorted({parts[0] for parts in top})
             index = {name: i for i, name in enumerate(self.classes)}
-            self.labels: Tensor | None = torch.tensor([index[p[0]] for p in top], dtype=torch.long)
+            labels = [index[p[0]] for p, ok in zip(top, keep, strict=True) if ok]
+            self.labels: Tensor | None = torch.tensor(labels, dtype=torch.long)
         else:
             self.classes = []
             self.labels = None
         self.num_classes: int | None = len(self.classes) if self.classes else None
         self.is_image = True
-        self._size = (image_size, image_size) if image_size else self._open(files[0]).size
+        self._size = (image_size, image_size) if image_size else self._open(self.files[0]).size
         self.sample_shape: tuple[int, int, int] = (channels, self._size[1], self._size[0])
 
     def __len__(self) -> int:
         return len(self.files)
 
     def _open(self, path: Path) -> Image.Image:
-        with Image.open(path) as image:
-            return image.convert("RGB" if self.channels == 3 else "L")
+        """The decoded image, converted to RGB or grey; a corrupt file raises
+        :class:`CorruptImageError` naming it."""
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB" if self.channels == 3 else "L")
+        except Exception as error:
+            if not _is_corrupt(error):
+                raise
+            raise CorruptImageError(
+                f"image {str(path)!r} cannot be decoded ({type(error).__name__}: {error}); "
+                + SKIP_HINT
+            ) from error
+
+    def _readable(self, path: Path) -> bool:
+        try:
+            self._open(path)
+        except CorruptImageError:
+            return False
+        return True
+
+    def _warn_skipped(self, total: int) -> None:
+        count, shown = len(self.skipped), 5
+        names = ", ".join(repr(str(p.relative_to(self.root))) for p in self.skipped[:shown])
+        more = f" and {count - shown} more" if count > shown else ""
+        warnings.warn(
+            f"skipped {count} corrupt image{'s' if count != 1 else ''} of {total} under "
+            f"{str(self.root)!r}: {names}{more}; using the other {total - count}",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def load(self, index: int) -> Tensor:
         """Image ``index`` as float32 ``(C, H, W)`` in ``[-1, 1]``, without the random flip."""

@@ -26,6 +26,7 @@ def build_dataset(
     random_flip: bool | None = None,
     image_size: int | None = None,
     channels: int = 3,
+    skip_corrupt: bool = False,
 ) -> Dataset:
     """Data set ``name``, one of :data:`DATASET_NAMES`.
 
@@ -39,7 +40,8 @@ def build_dataset(
 
     Args:
         random_flip: None takes the data set's default given above.
-        image_size, channels: image-folder options; ``image_size`` is rejected elsewhere.
+        image_size, channels, skip_corrupt: image-folder options (see :class:`ImageFolder`);
+            rejected for the other data sets.
     """
     if name not in DATASET_NAMES:
         raise ValueError(f"unknown data set {name!r}; expected one of {list(DATASET_NAMES)}")
@@ -49,11 +51,18 @@ def build_dataset(
                 f"data set {name!r} reads images from a folder: data.root must be set to it"
             )
         flip = True if random_flip is None else random_flip
-        return ImageFolder(root, image_size=image_size, channels=channels, random_flip=flip)
-    if image_size is not None:
-        raise ValueError(
-            f"image_size={image_size} applies only to {list(_FOLDERS)}, not to {name!r}"
+        return ImageFolder(
+            root,
+            image_size=image_size,
+            channels=channels,
+            random_flip=flip,
+            skip_corrupt=skip_corrupt,
         )
+    for option, value in (("image_size", image_size), ("skip_corrupt", skip_corrupt or None)):
+        if value is not None:
+            raise ValueError(
+                f"{option}={value} applies only to {list(_FOLDERS)}, not to {name!r}"
+            )
     if name in _BUILTIN_IMAGES:
         x, labels = _BUILTIN_IMAGES[name]()
         return InMemoryDataset(x, labels, random_flip=bool(random_flip))

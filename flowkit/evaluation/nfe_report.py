@@ -193,8 +193,8 @@ def fid_judge(
 ) -> Judge:
     """A FID judge against the statistics of ``data`` (a built-in image set or a folder),
     cached at ``reference``: computed when missing (every rank takes part, rank 0 saves)."""
+    from flowkit.distributed import barrier
     from flowkit.evaluation.fid import dataset_stats
-    from flowkit.training.distributed import barrier
 
     reference = Path(reference)
     if not reference.is_file():

@@ -17,7 +17,7 @@ folder with the model and its scheduler, and returns a :class:`Teacher`: a field
 
 A DDPM model is called at the (snapped) timestep ``tau = T (1 - t) - 1``; a flow-matching
 model at ``timestep = T (1 - t)`` and its output ``-v`` is flipped, both through
-:mod:`flowkit.pipelines.convention`. The scheduler's ``clip_sample`` / ``thresholding`` are not
+:mod:`flowkit.paths.diffusers_flow`. The scheduler's ``clip_sample`` / ``thresholding`` are not
 applied (they are not part of the ODE), and a flow-matching scheduler's ``shift`` is a choice of
 grid (:func:`flow_grid`), not of path.
 
@@ -49,8 +49,8 @@ from torch import Tensor, nn
 
 from flowkit.models.field_utils import broadcast_time
 from flowkit.paths import AffinePath, rectified
+from flowkit.paths.diffusers_flow import from_diffusers_flow, to_diffusers_flow
 from flowkit.paths.discrete import DiscreteVPPath, discrete_vp
-from flowkit.pipelines.convention import from_diffusers_flow, to_diffusers_flow
 
 __all__ = ["SUPPORTED_SCHEDULERS", "Teacher", "ddim_grid", "flow_grid", "load_diffusers_teacher"]
 

@@ -3,6 +3,7 @@
 from flowkit._lazy import lazy_getattr
 
 __all__ = [
+    "Objective",
     "L2",
     "WEIGHTINGS",
     "DiffusionLoss",
@@ -22,6 +23,7 @@ __all__ = [
 __getattr__ = lazy_getattr(
     __name__,
     {
+        "Objective": "base",
         "L2": "metrics",
         "WEIGHTINGS": "weighting",
         "DiffusionLoss": "diffusion",

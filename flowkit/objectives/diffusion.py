@@ -46,6 +46,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from flowkit.objectives.base import Objective
 from flowkit.objectives.flow_matching import call_field, regression_target
 from flowkit.objectives.time_samplers import TimeSampler
 from flowkit.objectives.weighting import check_weighting, loss_weight
@@ -79,7 +80,7 @@ def elementwise_error(pred: Tensor, target: Tensor, metric: str, c: float) -> Te
     return squared.reshape(pred.shape[0], -1).mean(dim=1)
 
 
-class DiffusionLoss:
+class DiffusionLoss(Objective):
     """``loss(model, x1, x0=None, cond=None, generator=None) -> Tensor (B,)``, never reduced.
 
     See the module docstring for the math.

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from flowkit.couplings import Independent
+from flowkit.objectives.base import Objective
 from flowkit.objectives.metrics import L2
 from flowkit.objectives.time_samplers import TimeSampler
 from flowkit.paths import AffinePath, PathSample, check_prediction, rectified
@@ -46,7 +47,7 @@ def call_field(model: nn.Module | Callable, x: Tensor, t: Tensor, cond: Tensor |
     return model(x, t) if cond is None else model(x, t, class_labels=cond)
 
 
-class FlowMatchingLoss:
+class FlowMatchingLoss(Objective):
     """``loss(model, x1, x0=None, cond=None, generator=None) -> Tensor (B,)``.
 
     Args:

@@ -30,6 +30,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from flowkit.objectives.base import Objective
 from flowkit.objectives.flow_matching import call_field
 from flowkit.paths.gbm import GBMProcess, LogNormal, from_positive, to_positive
 from flowkit.solvers.gbm import check_gbm_options, sample_gbm_seeded
@@ -37,7 +38,7 @@ from flowkit.solvers.gbm import check_gbm_options, sample_gbm_seeded
 __all__ = ["MultiplicativeScoreLoss"]
 
 
-class MultiplicativeScoreLoss:
+class MultiplicativeScoreLoss(Objective):
     """``loss(model, x1, x0=None, cond=None, generator=None) -> Tensor (B,)``.
 
     Args:
@@ -53,6 +54,8 @@ class MultiplicativeScoreLoss:
             sampler the saved pipeline uses (:func:`~flowkit.solvers.gbm.sample_gbm`).
         snapshot_steps: the (smaller) number of levels :meth:`generate` uses.
     """
+
+    saved_as = "multiplicative"
 
     def __init__(
         self,
@@ -145,19 +148,16 @@ class MultiplicativeScoreLoss:
         )
         return from_positive(result.x) if self.shift else result.x
 
-    def pipeline(self, model: nn.Module):
-        """A :class:`~flowkit.pipelines.MultiplicativePipeline` over ``model`` with this
+    def pipeline_settings(self) -> dict:
+        """The :class:`~flowkit.pipelines.GBMScheduler` settings of the saved pipeline: this
         process, the configured sampler and the fitted start."""
-        from flowkit.pipelines.multiplicative import GBMScheduler, MultiplicativePipeline
-
         if self.data_law is None:
             self.start()  # raises the error that explains data_law
-        scheduler = GBMScheduler(
-            sigma=self.process.sigma,
-            mu=self.process.mu,
-            shift=self.shift,
-            data_log_mean=self.data_law.mean.tolist(),
-            data_log_std=self.data_law.std.tolist(),
+        return {
+            "sigma": self.process.sigma,
+            "mu": self.process.mu,
+            "shift": self.shift,
+            "data_log_mean": self.data_law.mean.tolist(),
+            "data_log_std": self.data_law.std.tolist(),
             **self.sampler_options,
-        )
-        return MultiplicativePipeline(model=model, scheduler=scheduler)
+        }

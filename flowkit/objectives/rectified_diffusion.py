@@ -96,6 +96,8 @@ class RectifiedDiffusionLoss(DiffusionLoss):
             (or with ``xb`` of the wrong shape), or when the last boundary is before ``t_max``.
     """
 
+    needs_pairs = True
+
     def __init__(
         self,
         path: AffinePath | None = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flowkit.pipelines.convention import (
+from flowkit.paths.diffusers_flow import (
     DiffusersFlow,
     FlowkitFlow,
     from_diffusers_flow,

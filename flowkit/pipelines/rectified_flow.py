@@ -40,7 +40,7 @@ from torch import Tensor
 import flowkit.models  # noqa: F401
 import flowkit.pipelines.schedulers  # noqa: F401
 from flowkit.paths import get_path
-from flowkit.pipelines.convention import from_diffusers_flow, to_diffusers_flow
+from flowkit.paths.diffusers_flow import from_diffusers_flow, to_diffusers_flow
 from flowkit.solvers.field import VelocityField
 
 __all__ = ["FlowkitPipelineMixin", "RectifiedFlowPipeline", "SampleOutput"]

@@ -10,7 +10,7 @@ from diffusers.configuration_utils import ConfigMixin
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from torch import Tensor
 
-from flowkit.pipelines.convention import from_diffusers_flow
+from flowkit.paths.diffusers_flow import from_diffusers_flow
 from flowkit.pipelines.scheduler_levels import FlowLevelsMixin, Levels
 
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from flowkit.pipelines.convention import to_diffusers_flow
+from flowkit.paths.diffusers_flow import to_diffusers_flow
 from flowkit.pipelines.scheduler_config import FlowMatchConfigMixin
 from flowkit.pipelines.time_shift import diffusers_default_levels
 from flowkit.solvers.grids import GRIDS, time_grid

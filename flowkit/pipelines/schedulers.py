@@ -8,12 +8,12 @@ A diffusers-style loop over these schedulers::
 
 reproduces ``flowkit.solvers.sample_ode(field, x, nfe=order * steps, method=...)`` for the
 field that the diffusers-convention ``model`` wraps (``model(x, ts) = -field(x, 1 - ts/1000)``,
-see :mod:`flowkit.pipelines.convention`): same grid and steps, so the same result up to
+see :mod:`flowkit.paths.diffusers_flow`): same grid and steps, so the same result up to
 float rounding (of the time in the model call, and of the fused update below).
 
 The schedulers speak diffusers' convention (descending ``timesteps = 1000 * sigma``, model
 output ``noise - x1``) and take their grid from :func:`flowkit.solvers.time_grid` (``t``
-ascending, ``sigma = 1 - t`` through :func:`~flowkit.pipelines.convention.to_diffusers_flow`).
+ascending, ``sigma = 1 - t`` through :func:`~flowkit.paths.diffusers_flow.to_diffusers_flow`).
 In ``sigma`` the Euler step ``x + (sigma_next - sigma) * model_output`` is the flowkit step
 ``x + (t_next - t) * v`` with both signs flipped. It is computed as one fused
 ``torch.add(x, model_output, alpha=dt)`` (one kernel and one allocation instead of two; the

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from flowkit.distributed import barrier
 from flowkit.reflow.layout import MANIFEST, STORAGE_DTYPES
 from flowkit.reflow.manifest import (
     Manifest,
@@ -43,7 +44,6 @@ from flowkit.reflow.manifest import (
 )
 from flowkit.reflow.shards import MappedShard, existing_shards, file_sha256, write_shard
 from flowkit.reflow.teacher import LoadedTeacher, SolverSpec
-from flowkit.training.distributed import barrier
 
 
 def _dist() -> tuple[int, int]:

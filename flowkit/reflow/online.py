@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from flowkit.data.batch import Batch
 from flowkit.reflow.teacher import LoadedTeacher, SolverSpec
-from flowkit.training.batches import Batch
 
 
 class OnlinePairs:

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from flowkit.data.batch import Batch
 from flowkit.reflow.manifest import Manifest, ShardRecord, provenance_differences
 from flowkit.reflow.shards import CorruptShardError, MappedShard, file_sha256
-from flowkit.training.batches import Batch
 
 VERIFY_MODES = ("checksum", "header")
 
@@ -36,7 +36,7 @@ class PairDataset:
             ``"header"`` checks sizes, tensors and row counts only (fast, for huge sets
             already verified once).
 
-    ``batch(indices)`` returns a :class:`~flowkit.training.batches.Batch` of float32
+    ``batch(indices)`` returns a :class:`~flowkit.data.batch.Batch` of float32
     ``x1`` ``(B, *sample_shape)``, ``x0`` (the noise each ``x1`` came from), int64
     ``labels`` (or None) and, for phased pairs (``manifest.boundaries``), ``xb``
     ``(B, K + 1, *sample_shape)``: the teacher's states at the boundaries.

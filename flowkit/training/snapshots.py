@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from flowkit.objectives import Objective
 from flowkit.paths import AffinePath
 from flowkit.solvers import sample_ode, seeded_noise
 from flowkit.training.config import RunConfig
@@ -29,12 +30,12 @@ def draw_samples(
 
 
 def write_snapshot(
-    model: nn.Module, dataset, config: RunConfig, out: Path, objective
+    model: nn.Module, dataset, config: RunConfig, out: Path, objective: Objective
 ) -> Path | None:
     """A PNG grid (images) or scatter plot over the data (2-D); nothing for other shapes.
 
-    Samples come from ``objective.generate(model, num, shape, seed, device)`` when the
-    objective has one, else from the ODE on ``objective.path``.
+    Samples come from ``objective.generate(model, num, shape, seed, device)``, or when it
+    returns None from the ODE on ``objective.path``.
     """
     from flowkit.data import save_image_grid, save_scatter
 
@@ -46,10 +47,9 @@ def write_snapshot(
     model.eval()
     device = next(model.parameters()).device
     seed = cfg.seed + 12345
-    if hasattr(objective, "generate"):
-        with torch.no_grad():
-            samples = objective.generate(model, cfg.sample_num, shape, seed, device).cpu()
-    else:
+    with torch.no_grad():
+        samples = objective.generate(model, cfg.sample_num, shape, seed, device)
+    if samples is None:
         samples = draw_samples(
             model,
             shape,

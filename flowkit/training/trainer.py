@@ -29,13 +29,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from flowkit.distributed import DistInfo, barrier, init_distributed
 from flowkit.files import FlowkitError, atomic_path
 from flowkit.models.acceleration import accelerate
 from flowkit.training.batches import make_batches
-from flowkit.training.builders import build_data, build_model, build_objective, count_parameters
+from flowkit.training.builders import (
+    REFLOW_DATA,
+    build_data,
+    build_model,
+    build_objective,
+    count_parameters,
+)
 from flowkit.training.checkpoint import CheckpointManager, decode_rng, encode_rng
 from flowkit.training.config import ConfigError, RunConfig, differing_keys, load_config, save_config
-from flowkit.training.distributed import DistInfo, barrier, init_distributed
 from flowkit.training.ema import EMA
 from flowkit.training.index_stream import IndexStream
 from flowkit.training.interrupts import (
@@ -46,6 +52,7 @@ from flowkit.training.interrupts import (
     control_group,
 )
 from flowkit.training.metrics_log import MetricsLog
+from flowkit.training.pipeline_of import pipeline_of
 from flowkit.training.snapshots import write_snapshot
 
 PRECISIONS = ("fp32", "bf16")
@@ -101,6 +108,12 @@ class Trainer:
         self.model = build_model(cfg.model, self.dataset, cfg.objective).to(device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
         self.objective = build_objective(cfg)
+        if self.objective.needs_pairs and cfg.data.name not in REFLOW_DATA:
+            raise ConfigError(
+                f"objective.kind={cfg.objective.kind!r} trains on paired (noise, data) samples, "
+                f"but data.name={cfg.data.name!r}: set data.name=pairs data.root=DIR (pairs "
+                "written by flowkit reflow) or data.name=teacher data.root=MODEL"
+            )
         self.params = list(self.model.parameters())
         self.optimizer = torch.optim.AdamW(
             self.params,
@@ -216,7 +229,7 @@ class Trainer:
         batch = self.batches.next()
         cond = batch.labels if cfg.model.class_conditional else None
         # a phased objective (Rectified Diffusion's phases) also reads the boundary states
-        phased = {"xb": batch.xb} if getattr(self.objective, "boundaries", None) is not None else {}
+        phased = {"xb": batch.xb} if self.objective.boundaries is not None else {}
         with autocast:
             loss = self.objective(
                 self.forward_model, batch.x1, x0=batch.x0, cond=cond, generator=self.noise, **phased
@@ -344,19 +357,7 @@ class Trainer:
         )
 
     def _save_pipeline(self) -> None:
-        """The EMA model as a diffusers pipeline: the objective's own (``pipeline(model)``)
-        or an Euler flow scheduler on the run's path."""
-        from flowkit.pipelines import FlowEulerScheduler, RectifiedFlowPipeline
-
-        if hasattr(self.objective, "pipeline"):
-            pipeline = self.objective.pipeline(self.ema.ema_model)
-        else:
-            objective = self.config.objective
-            scheduler = FlowEulerScheduler(
-                prediction=self.config.model.prediction,
-                path=objective.path,
-                path_kwargs=objective.path_kwargs or None,
-            )
-            pipeline = RectifiedFlowPipeline(model=self.ema.ema_model, scheduler=scheduler)
+        """The EMA model in the pipeline its objective declares (``saved_as``)."""
+        pipeline = pipeline_of(self.objective, self.ema.ema_model, self.config)
         with atomic_path(self.run_dir / "pipeline", is_dir=True) as tmp:
             pipeline.save_pretrained(tmp)

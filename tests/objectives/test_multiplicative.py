@@ -94,7 +94,7 @@ def test_generate_gives_seeded_images_in_range_and_pipeline_needs_the_fit() -> N
     assert torch.equal(one, loss.generate(model, 3, (1, 8, 8), seed=4))
     torch.testing.assert_close(model.t, torch.full((3,), 0.8))  # the last of 5 levels: s = 1/5
     with pytest.raises(ValueError, match="no data_law"):
-        MultiplicativeScoreLoss().pipeline(model)
+        MultiplicativeScoreLoss().pipeline_settings()
 
 
 def test_bad_options_and_paired_noise_raise() -> None:

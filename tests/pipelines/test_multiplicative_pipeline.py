@@ -22,6 +22,11 @@ def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
+def pipeline_of_loss(loss: MultiplicativeScoreLoss, model) -> MultiplicativePipeline:
+    """The pipeline a run with this objective saves (``saved_as = "multiplicative"``)."""
+    return MultiplicativePipeline(model=model, scheduler=GBMScheduler(**loss.pipeline_settings()))
+
+
 @pytest.fixture(scope="module")
 def pipe() -> MultiplicativePipeline:
     torch.manual_seed(0)
@@ -29,7 +34,7 @@ def pipe() -> MultiplicativePipeline:
     loss = MultiplicativeScoreLoss(
         data_law=fit_lognormal(to_positive(images)), steps=6, clean_steps=2, sampler="additive"
     )
-    return loss.pipeline(unet("tiny").eval())
+    return pipeline_of_loss(loss, unet("tiny").eval())
 
 
 def seed(value: int = 0) -> torch.Generator:
@@ -91,7 +96,7 @@ def test_vector_pipeline_returns_positive_samples(tmp_path: Path) -> None:
     torch.manual_seed(0)
     law = LogNormal(torch.tensor([0.2, 0.5]), torch.tensor([0.1, 0.2]))
     loss = MultiplicativeScoreLoss(GBMProcess(sigma=0.5), data_law=law, shift=False, steps=4)
-    vector = loss.pipeline(MLPField(dim=2, hidden_dim=16, num_layers=1).eval())
+    vector = pipeline_of_loss(loss, MLPField(dim=2, hidden_dim=16, num_layers=1).eval())
     samples = vector(batch_size=5, generator=seed(0)).samples
     assert samples.shape == (5, 2) and bool((samples > 0).all())
     vector.save_pretrained(tmp_path)

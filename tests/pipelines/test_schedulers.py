@@ -7,8 +7,8 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler
 
 from flowkit.models import MLPField
+from flowkit.paths.diffusers_flow import from_diffusers_flow, to_diffusers_flow
 from flowkit.pipelines import FlowEulerScheduler, FlowHeunScheduler
-from flowkit.pipelines.convention import from_diffusers_flow, to_diffusers_flow
 from flowkit.solvers import sample_ode
 
 SCHEDULERS = {"euler": FlowEulerScheduler, "heun": FlowHeunScheduler}

@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from flowkit.objectives import Objective
 from flowkit.training import NonFiniteLossError, Trainer, load_config
 from flowkit.training.config import ConfigError
 
@@ -81,7 +82,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> No
     )
     objective = trainer.objective
 
-    class PoisonedAfterStep12:
+    class PoisonedAfterStep12(Objective):
         path = objective.path
 
         def __call__(self, model, x1, **kw):

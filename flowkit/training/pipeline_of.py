@@ -1,0 +1,32 @@
+"""The pipeline a run saves its model in, by the objective's declared ``saved_as``."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from flowkit.objectives import Objective
+from flowkit.training.config import RunConfig
+
+
+def pipeline_of(objective: Objective, model: nn.Module, config: RunConfig):
+    """``model`` in the pipeline its objective declares: a :class:`RectifiedFlowPipeline`
+    with an Euler scheduler on the run's path (``"flow"``), or a
+    :class:`MultiplicativePipeline` with the objective's GBM scheduler settings."""
+    if objective.saved_as == "multiplicative":
+        from flowkit.pipelines import GBMScheduler, MultiplicativePipeline
+
+        scheduler = GBMScheduler(**objective.pipeline_settings())
+        return MultiplicativePipeline(model=model, scheduler=scheduler)
+    if objective.saved_as != "flow":
+        raise ValueError(
+            f"objective.saved_as={objective.saved_as!r}; expected 'flow' or 'multiplicative'"
+        )
+    from flowkit.pipelines import FlowEulerScheduler, RectifiedFlowPipeline
+
+    scheduler = FlowEulerScheduler(
+        prediction=config.model.prediction,
+        path=config.objective.path,
+        path_kwargs=config.objective.path_kwargs or None,
+        **objective.pipeline_settings(),
+    )
+    return RectifiedFlowPipeline(model=model, scheduler=scheduler)
