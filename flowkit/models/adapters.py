@@ -28,7 +28,8 @@ class DiffusersField(nn.Module):
     Args:
         model: module called as ``model(sample, timestep, ...)``.
         time_scale: factor from ``t`` in ``[0, 1]`` to the model's timestep.
-        prediction: what the output means: "velocity", "epsilon", "x0" or "score".
+        prediction: what the output means: "velocity", "epsilon", "data" or
+            "score" ("x0": a deprecated alias of "data").
         timestep_fn: map from times ``(B,)`` to timesteps ``(B,)``; overrides ``time_scale``.
     """
 

@@ -61,7 +61,8 @@ class MLPField(ModelMixin, ConfigMixin):
         num_classes: enables class conditioning with ``num_classes + 1`` embeddings; the
             last index (``num_classes``) is the null class, used when ``class_labels`` is
             None (classifier-free guidance).
-        prediction: what the output means: "velocity", "epsilon", "x0" or "score".
+        prediction: what the output means: "velocity", "epsilon", "data" or
+            "score" ("x0": a deprecated alias of "data").
         path, path_kwargs: the path the field was trained on (a name of
             :data:`flowkit.paths.PATHS`, or ``"gbm"`` for a multiplicative model) and its
             parameters; saved in the config so that a saved model describes itself.
@@ -80,7 +81,9 @@ class MLPField(ModelMixin, ConfigMixin):
         path_kwargs: dict | None = None,
     ):
         super().__init__()
-        check_prediction(prediction)
+        canonical = check_prediction(prediction)
+        if canonical != prediction:  # a deprecated alias ("x0") is saved as its new name
+            self.register_to_config(prediction=canonical)
         check_path(path, path_kwargs)
         for name, value in (("dim", dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
             if value < 1:
@@ -101,7 +104,7 @@ class MLPField(ModelMixin, ConfigMixin):
 
     @property
     def prediction(self) -> str:
-        """What the output means: "velocity", "epsilon", "x0" or "score"."""
+        """What the output means: "velocity", "epsilon", "data" or "score"."""
         return self.config.prediction
 
     @property

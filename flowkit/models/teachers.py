@@ -9,7 +9,7 @@ folder with the model and its scheduler, and returns a :class:`Teacher`: a field
   of the scheduler's ``alphas_cumprod`` for ``DDPMScheduler`` / ``DDIMScheduler`` (DDIM's
   ``set_alpha_to_one`` decides ``abar`` at ``t = 1``), the rectified path for
   ``FlowMatchEulerDiscreteScheduler``;
-- ``teacher.prediction``: ``"epsilon"`` (diffusers ``epsilon``), ``"x0"`` (diffusers ``sample``)
+- ``teacher.prediction``: ``"epsilon"`` (diffusers ``epsilon``), ``"data"`` (diffusers ``sample``)
   or ``"velocity"`` (flow matching). A ``v_prediction`` model's output, diffusers'
   ``v = alpha eps - sigma x_data``, is turned into epsilon inside the field
   (``eps = alpha v + sigma x_t``, using ``alpha^2 + sigma^2 = 1``), so such a teacher reports
@@ -48,7 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from flowkit.models.field_utils import broadcast_time
-from flowkit.paths import AffinePath, rectified
+from flowkit.paths import AffinePath, check_prediction, rectified
 from flowkit.paths.diffusers_flow import from_diffusers_flow, to_diffusers_flow
 from flowkit.paths.discrete import DiscreteVPPath, discrete_vp
 
@@ -57,7 +57,7 @@ __all__ = ["SUPPORTED_SCHEDULERS", "Teacher", "ddim_grid", "flow_grid", "load_di
 DISCRETE_SCHEDULERS = ("DDPMScheduler", "DDIMScheduler")
 FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler",)
 SUPPORTED_SCHEDULERS = DISCRETE_SCHEDULERS + FLOW_SCHEDULERS
-_PREDICTIONS = {"epsilon": "epsilon", "sample": "x0", "v_prediction": "epsilon"}
+_PREDICTIONS = {"epsilon": "epsilon", "sample": "data", "v_prediction": "epsilon"}
 _MODEL_KEYS = ("unet", "transformer", "prior", "model")
 _WEIGHTS = "diffusion_pytorch_model.safetensors"
 
@@ -68,7 +68,7 @@ class Teacher(nn.Module):
     Attributes:
         model: the diffusers model (called as ``model(x, timestep, ...)``, output ``.sample``).
         path: the :class:`~flowkit.paths.AffinePath` the field lives on.
-        prediction: ``"epsilon"``, ``"x0"`` or ``"velocity"``.
+        prediction: ``"epsilon"``, ``"data"`` or ``"velocity"``.
         kind: ``"discrete"`` (DDPM / DDIM) or ``"flow"`` (flow matching).
         model_prediction: the scheduler's own ``prediction_type`` (``"flow"`` for flow matching).
         num_train_timesteps: the scheduler's ``T``.
@@ -91,7 +91,7 @@ class Teacher(nn.Module):
         self.model = model
         self.vae = vae
         self.path = path
-        self.prediction = prediction
+        self.prediction = check_prediction(prediction)
         self.kind = kind
         self.model_prediction = model_prediction
         self.num_train_timesteps = num_train_timesteps

@@ -31,7 +31,8 @@ class UNetField(ModelMixin, ConfigMixin):
             the UNet's ``num_class_embeds``; pass one or the other. A raw
             ``num_class_embeds`` keeps diffusers' behaviour (labels required).
         time_scale: factor from ``t`` to the UNet's timestep.
-        prediction: what the output means: "velocity", "epsilon", "x0" or "score".
+        prediction: what the output means: "velocity", "epsilon", "data" or
+            "score" ("x0": a deprecated alias of "data").
         path, path_kwargs: the path the field was trained on (a name of
             :data:`flowkit.paths.PATHS`, or ``"gbm"`` for a multiplicative model) and its
             parameters; saved in the config so that a saved model describes itself.
@@ -85,7 +86,9 @@ class UNetField(ModelMixin, ConfigMixin):
         path_kwargs: dict | None = None,
     ):
         super().__init__()
-        check_prediction(prediction)
+        canonical = check_prediction(prediction)
+        if canonical != prediction:  # a deprecated alias ("x0") is saved as its new name
+            self.register_to_config(prediction=canonical)
         check_path(path, path_kwargs)
         if num_classes is not None:
             if num_class_embeds is not None:
@@ -102,7 +105,7 @@ class UNetField(ModelMixin, ConfigMixin):
 
     @property
     def prediction(self) -> str:
-        """What the output means: "velocity", "epsilon", "x0" or "score"."""
+        """What the output means: "velocity", "epsilon", "data" or "score"."""
         return self.config.prediction
 
     @property

@@ -87,7 +87,7 @@ class DiffusionLoss(Objective):
 
     Args:
         path: the affine path (VP by default).
-        prediction: what the network outputs (``"epsilon"``, ``"x0"``, ``"velocity"``,
+        prediction: what the network outputs (``"epsilon"``, ``"data"``, ``"velocity"``,
             ``"score"``); ``None`` reads ``model.prediction`` and falls back to
             ``"velocity"``, as the samplers do.
         weighting: ``"uniform"``, ``"snr"``, ``"min_snr"`` or ``"edm"``
@@ -97,7 +97,7 @@ class DiffusionLoss(Objective):
         time_sampler: the law of ``u``, ``t = t_max * u`` (uniform on ``[1e-3, 1]`` by default).
         t_max: the largest training time, in ``(0, 1]``; ``None`` for :func:`default_t_max`.
         target_space: the prediction type the error is measured in (``None``: the
-            network's own); e.g. ``"x0"`` turns an epsilon prediction into ``x̂1`` first.
+            network's own); e.g. ``"data"`` turns an epsilon prediction into ``x̂1`` first.
         metric: ``"l2"`` or ``"pseudo_huber"`` (elementwise, averaged per sample).
         c: the pseudo-Huber scale, > 0.
 

@@ -31,12 +31,12 @@ Coupling = Callable[[Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor, Tenso
 
 def regression_target(path: AffinePath, sample: PathSample, prediction: str) -> Tensor:
     """What a ``prediction`` network should output at ``(x_t, t)`` for this pair."""
-    check_prediction(prediction)
+    prediction = check_prediction(prediction)
     if prediction == "velocity":
         return sample.dxt
     if prediction == "epsilon":
         return sample.x0
-    if prediction == "x0":
+    if prediction == "data":
         return sample.x1
     _, sigma, _, _ = path.coefficients(sample.t)
     return -sample.x0 / broadcast_like(sigma, sample.x0).clamp_min(1e-6)

@@ -87,7 +87,7 @@ class LPIPSHuber:
     For a velocity prediction ``v̂ = pred`` with target ``v`` at ``(x_t, t)``::
 
         L = t * PseudoHuber(v̂, v) + LPIPS(up(x̂1), up(x1)) / w(t),
-        x̂1 = path.convert(v̂, x_t, t, "velocity", "x0")      (x_t + (1 - t) v̂ when rectified)
+        x̂1 = path.convert(v̂, x_t, t, "velocity", "data")      (x_t + (1 - t) v̂ when rectified)
 
     with ``w(t) = 1`` for ``variant="t"`` and the noise level
     ``w(t) = max(1 - t, min_noise)`` for ``variant="inverse_t"`` (the "1/t" form the
@@ -148,7 +148,7 @@ class LPIPSHuber:
             raise ValueError(f"LPIPSHuber needs images (B, C, H, W); got shape {tuple(pred.shape)}")
         batch = pred.shape[0]
         t = sample.t.to(pred.dtype)
-        x1_hat = self.path.convert(pred, sample.xt, sample.t, "velocity", "x0")
+        x1_hat = self.path.convert(pred, sample.xt, sample.t, "velocity", "data")
         distance = self.perceptual(self._upsample(x1_hat), self._upsample(sample.x1))
         if distance.numel() != batch:
             raise ValueError(

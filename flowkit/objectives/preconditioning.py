@@ -44,10 +44,10 @@ def _edm_sigma(a: Tensor, s: Tensor) -> Tensor:
 
 
 class EDMPreconditioner(nn.Module):
-    """Wraps a raw network ``net(x, c_noise, **cond)`` into an ``"x0"`` (data) predictor field.
+    """Wraps a raw network ``net(x, c_noise, **cond)`` into a ``"data"`` predictor field.
 
     The result is a flowkit field ``field(x, t, class_labels=None) -> (B, *D)`` with
-    ``prediction = "x0"`` and ``path`` set, so :func:`flowkit.solvers.sample_ode` and the other
+    ``prediction = "data"`` and ``path`` set, so :func:`flowkit.solvers.sample_ode` and the other
     samplers read it without further arguments, and a
     :class:`~flowkit.objectives.DiffusionLoss` trains it (``weighting="edm"`` for EDM's loss).
     See the module docstring for the math.
@@ -60,7 +60,7 @@ class EDMPreconditioner(nn.Module):
         sigma_data: ``sigma_d``, the data standard deviation, > 0.
     """
 
-    prediction = "x0"
+    prediction = "data"
 
     def __init__(
         self,

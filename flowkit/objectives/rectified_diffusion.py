@@ -10,7 +10,7 @@ network's prediction (epsilon in the paper) is turned into the data prediction
 
 averaged over the ``D`` elements of a sample, as the authors' code averages over all
 elements (a per-sample mean keeps the scale independent of resolution; ``D * L_i`` is the
-sum). That is :class:`~flowkit.objectives.DiffusionLoss` with ``target_space="x0"``,
+sum). That is :class:`~flowkit.objectives.DiffusionLoss` with ``target_space="data"``,
 ``metric="pseudo_huber"`` and ``c = 1e-3`` as defaults, and paired noise required: with
 fresh noise it would silently be plain diffusion. Where the pairs' paths do not cross, the
 minimiser's data prediction is constant along each path (``x1``), and DDIM (eta = 0), whose
@@ -81,7 +81,7 @@ class RectifiedDiffusionLoss(DiffusionLoss):
     """``loss(model, x1, x0, cond=None, generator=None, xb=None) -> Tensor (B,)`` on pairs.
 
     The arguments are :class:`~flowkit.objectives.DiffusionLoss`'s, with Rectified
-    Diffusion's defaults ``target_space="x0"``, ``metric="pseudo_huber"``, ``c=1e-3``, plus
+    Diffusion's defaults ``target_space="data"``, ``metric="pseudo_huber"``, ``c=1e-3``, plus
 
     Args:
         phases: ``None`` (the whole map, the default), a number ``K`` of equal phases of
@@ -107,7 +107,7 @@ class RectifiedDiffusionLoss(DiffusionLoss):
         sigma_data: float = 0.5,
         time_sampler: TimeSampler | None = None,
         t_max: float | None = None,
-        target_space: str | None = "x0",
+        target_space: str | None = "data",
         metric: str = "pseudo_huber",
         c: float = 1e-3,
         phases: int | Sequence[float] | None = None,

@@ -92,7 +92,7 @@ def loss_weight(
         path: the affine path.
         t: ``(B,)`` times.
         space: the prediction type whose target the error is measured against
-            (``"velocity"``, ``"epsilon"``, ``"x0"`` or ``"score"``).
+            (``"velocity"``, ``"epsilon"``, ``"data"`` or ``"score"``).
         weighting: one of :data:`WEIGHTINGS`.
         gamma: the min-SNR clamp (``"min_snr"`` only).
         sigma_data: the data standard deviation (``"edm"`` only).
@@ -100,19 +100,19 @@ def loss_weight(
     Returns:
         float64 ``(B,)`` weights on ``t``'s device.
     """
-    check_prediction(space)
+    space = check_prediction(space)
     check_weighting(weighting, gamma, sigma_data)
     a, s, da, ds = path.coefficients(t.to(torch.float64))
     if weighting == "uniform":
         return torch.ones_like(a)
     det_squared = (a * ds - da * s) ** 2
     if weighting == "snr":
-        weights = {"x0": a**2 / s**2, "epsilon": torch.ones_like(a), "score": s**2}
+        weights = {"data": a**2 / s**2, "epsilon": torch.ones_like(a), "score": s**2}
         velocity_numerator = a**2
     elif weighting == "min_snr":
         eps_weight = torch.clamp(gamma * s**2 / a**2, max=1.0)  # min(1, gamma / SNR)
         weights = {
-            "x0": torch.clamp(a**2 / s**2, max=gamma),
+            "data": torch.clamp(a**2 / s**2, max=gamma),
             "epsilon": eps_weight,
             "score": s**2 * eps_weight,
         }
@@ -120,7 +120,7 @@ def loss_weight(
     else:  # edm
         eps_weight = 1 + s**2 / (sigma_data**2 * a**2)
         weights = {
-            "x0": a**2 / s**2 + 1 / sigma_data**2,
+            "data": a**2 / s**2 + 1 / sigma_data**2,
             "epsilon": eps_weight,
             "score": s**2 * eps_weight,
         }

@@ -2,8 +2,9 @@
 
 With ``x_t = a x1 + s x0`` (``a = alpha(t)``, ``s = sigma(t)``, ``x0 ~ N(0, I)``):
 
-- ``"x0"``: the clean data ``x1``. (The name is the diffusion literature's "x0-prediction";
-  in flowkit's own notation the data is ``x1`` and ``x0`` is the noise.)
+- ``"data"``: the clean data ``x1`` (the diffusion literature's "x0-prediction"; in
+  flowkit's notation ``x0`` is the noise, so ``"x0"`` is accepted only as a deprecated alias
+  of ``"data"``, with a warning).
 - ``"epsilon"``: the noise ``x0``.
 - ``"score"``: ``grad log p_t(x_t) = -epsilon / s``.
 - ``"velocity"``: ``dx_t/dt = a' x1 + s' epsilon``.
@@ -13,15 +14,15 @@ Every conversion goes through the pair ``(x1, epsilon)``:
 - from velocity, with ``det = a s' - a' s``: ``x1 = (s' x_t - s v) / det``,
   ``epsilon = (a v - a' x_t) / det``;
 - from epsilon: ``x1 = (x_t - s epsilon) / a``; from score: ``epsilon = -s score``;
-- from x0: ``epsilon = (x_t - a x1) / s``.
+- from data: ``epsilon = (x_t - a x1) / s``.
 
 Stability near the endpoints. The coefficients are computed in float64 and cast to the
 prediction's dtype. Divisions use clamped denominators: ``a`` and ``s`` are clamped to
 at least ``MIN_SCALE = 1e-6`` and ``det`` (negative on every flowkit path) to at most
-``-MIN_SCALE``. Conversions that are singular by nature (epsilon -> x0 at ``t = 0``,
-where ``a = 0``; x0 -> epsilon or score at ``t = 1``, where ``s = 0`` on rectified,
+``-MIN_SCALE``. Conversions that are singular by nature (epsilon -> data at ``t = 0``,
+where ``a = 0``; data -> epsilon or score at ``t = 1``, where ``s = 0`` on rectified,
 VP and cosine paths) therefore return large but finite values there instead of
-inf/NaN; everywhere else they are exact. The rectified path's velocity <-> x0 /
+inf/NaN; everywhere else they are exact. The rectified path's velocity <-> data /
 epsilon conversions have ``det = -1`` and are exact on all of ``[0, 1]``.
 
 Where a sampler may start (:func:`start_time`). A velocity or data prediction converts at
@@ -38,6 +39,7 @@ path, and ``t = 0`` on VP, sub-VP, VE and DDPM paths, whose ``a(0)`` is already 
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import torch
@@ -48,13 +50,23 @@ from flowkit.paths.affine import broadcast_like
 if TYPE_CHECKING:
     from flowkit.paths.affine import AffinePath
 
-PREDICTIONS = ("velocity", "epsilon", "x0", "score")
+PREDICTIONS = ("velocity", "epsilon", "data", "score")
+DEPRECATED_PREDICTIONS = {"x0": "data"}
 MIN_SCALE = 1e-6
 START_ALPHA = 1e-3
 
 
 def check_prediction(name: str) -> str:
-    """Return ``name`` if it is a known prediction type, else raise naming the choices."""
+    """The canonical name of prediction type ``name`` (``"x0"`` -> ``"data"``, with a
+    ``FutureWarning``); raise naming the choices for an unknown one."""
+    if name in DEPRECATED_PREDICTIONS:
+        warnings.warn(
+            f"prediction {name!r} is deprecated: it means the clean data, which flowkit calls "
+            f"{DEPRECATED_PREDICTIONS[name]!r} (x0 is the noise in flowkit's notation)",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return DEPRECATED_PREDICTIONS[name]
     if name not in PREDICTIONS:
         raise ValueError(f"unknown prediction {name!r}; expected one of {list(PREDICTIONS)}")
     return name
@@ -69,13 +81,13 @@ def to_data_and_noise(
     path: AffinePath, pred: Tensor, xt: Tensor, t: Tensor, src: str
 ) -> tuple[Tensor, Tensor]:
     """Turn a ``src`` prediction into ``(x1_hat, epsilon_hat)``, each shaped like ``xt``."""
-    check_prediction(src)
+    src = check_prediction(src)
     a, s, da, ds = _coefficients(path, t, xt)
     a_safe, s_safe = a.clamp_min(MIN_SCALE), s.clamp_min(MIN_SCALE)
     if src == "velocity":
         det = (a * ds - da * s).clamp_max(-MIN_SCALE)
         return (ds * xt - s * pred) / det, (a * pred - da * xt) / det
-    if src == "x0":
+    if src == "data":
         return pred, (xt - a * pred) / s_safe
     eps = pred if src == "epsilon" else -s * pred
     return (xt - s * eps) / a_safe, eps
@@ -85,8 +97,8 @@ def from_data_and_noise(
     path: AffinePath, x1: Tensor, eps: Tensor, xt: Tensor, t: Tensor, dst: str
 ) -> Tensor:
     """Express the pair ``(x1_hat, epsilon_hat)`` as a ``dst`` prediction."""
-    check_prediction(dst)
-    if dst == "x0":
+    dst = check_prediction(dst)
+    if dst == "data":
         return x1
     if dst == "epsilon":
         return eps
@@ -104,10 +116,9 @@ def convert(path: AffinePath, pred: Tensor, xt: Tensor, t: Tensor, src: str, dst
         pred: ``(B, *D)`` network output.
         xt: ``(B, *D)`` the point it was evaluated at.
         t: ``(B,)`` times.
-        src, dst: one of ``"velocity"``, ``"epsilon"``, ``"x0"`` (data), ``"score"``.
+        src, dst: one of ``"velocity"``, ``"epsilon"``, ``"data"``, ``"score"``.
     """
-    check_prediction(src)
-    check_prediction(dst)
+    src, dst = check_prediction(src), check_prediction(dst)
     if src == dst:
         return pred
     x1, eps = to_data_and_noise(path, pred, xt, t, src)
@@ -117,7 +128,7 @@ def convert(path: AffinePath, pred: Tensor, xt: Tensor, t: Tensor, src: str, dst
 def start_time(path: AffinePath, prediction: str) -> float:
     """The earliest time at which a ``prediction`` converts to a velocity (module docstring).
 
-    0 for ``velocity`` and ``x0``; for ``epsilon`` and ``score`` the first ``t`` with
+    0 for ``velocity`` and ``data``; for ``epsilon`` and ``score`` the first ``t`` with
     ``alpha(t) >= START_ALPHA`` (0 if ``alpha(0)`` is already that large), found by bisection
     to float64 precision (``alpha`` increases with ``t`` on every flowkit path).
 
@@ -125,8 +136,8 @@ def start_time(path: AffinePath, prediction: str) -> float:
         ValueError: an unknown prediction, or a path whose ``alpha`` stays below
             ``START_ALPHA`` up to ``path.t_max``.
     """
-    check_prediction(prediction)
-    if prediction in ("velocity", "x0"):
+    prediction = check_prediction(prediction)
+    if prediction in ("velocity", "data"):
         return 0.0
 
     def alpha(t: float) -> float:

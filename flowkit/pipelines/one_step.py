@@ -5,7 +5,7 @@ field ``v`` on the rectified path, ``G(z) = z + v(z, 0)`` (``t`` from 0 to 1 in 
 size 1). That is how this pipeline reads its ``generator`` component today:
 
 - ``prediction == "velocity"``: ``x = z + v(z, t=0)``;
-- ``prediction == "x0"``: the data prediction at ``t = 0`` (the same step written through
+- ``prediction == "data"``: the data prediction at ``t = 0`` (the same step written through
   :meth:`flowkit.paths.AffinePath.convert`, exact on the rectified path);
 - epsilon or score predictions are rejected (their velocity is singular at ``t = 0``).
 
@@ -20,20 +20,20 @@ import torch
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline, ImagePipelineOutput
 from torch import Tensor
 
-from flowkit.paths import rectified
+from flowkit.paths import check_prediction, rectified
 from flowkit.pipelines.rectified_flow import FlowkitPipelineMixin, SampleOutput, is_image_model
 from flowkit.solvers.field import VelocityField
 
 __all__ = ["OneStepPipeline"]
 
-_ONE_STEP_PREDICTIONS = ("velocity", "x0")
+_ONE_STEP_PREDICTIONS = ("velocity", "data")
 
 
 class OneStepPipeline(FlowkitPipelineMixin, DiffusionPipeline):
     """One network call from noise ``z ~ N(0, I)`` to a sample (see the module docstring).
 
     Args:
-        generator: a flowkit field with ``prediction`` ``"velocity"`` or ``"x0"``, used as
+        generator: a flowkit field with ``prediction`` ``"velocity"`` or ``"data"``, used as
             ``x = z + v(z, 0)``. (The component is named ``generator``, as in GAN and
             distillation code; the ``generator=`` argument of ``__call__`` is the
             ``torch.Generator`` of the noise, as in every diffusers pipeline.)
@@ -43,7 +43,7 @@ class OneStepPipeline(FlowkitPipelineMixin, DiffusionPipeline):
 
     def __init__(self, generator: torch.nn.Module) -> None:
         super().__init__()
-        prediction = getattr(generator, "prediction", "velocity")
+        prediction = check_prediction(getattr(generator, "prediction", "velocity"))
         if prediction not in _ONE_STEP_PREDICTIONS:
             raise ValueError(
                 f"OneStepPipeline reads its generator as x = z + v(z, 0) and needs a "

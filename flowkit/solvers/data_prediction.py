@@ -56,7 +56,7 @@ def run_dpm_solver_pp(
     """DPM-Solver++ (2M) over ``times``; see the module docstring."""
     previous_d, previous_h = None, None
     for i, (t, t_next) in enumerate(zip(times[:-1], times[1:], strict=True)):
-        (d,) = v.predict(x, t, "x0")
+        (d,) = v.predict(x, t, "data")
         a0, s0 = _scalars(v, t)
         a1, s1 = _scalars(v, t_next)
         h = _log_snr(a1, s1) - _log_snr(a0, s0)
@@ -82,7 +82,7 @@ def run_ddim(
     """DDIM (eta = 0): the first-order data-prediction step on every interval, one evaluation
     per step, ``x_i = (s_i / s_{i-1}) x + (a_i - s_i a_{i-1} / s_{i-1}) D_{i-1}``."""
     for t, t_next in zip(times[:-1], times[1:], strict=True):
-        (d,) = v.predict(x, t, "x0")
+        (d,) = v.predict(x, t, "data")
         a0, s0 = _scalars(v, t)
         a1, s1 = _scalars(v, t_next)
         if s0 <= 0:
@@ -105,7 +105,7 @@ def run_new_euler(
         )
     z0 = x / s0
     for t, t_next in zip(times[:-1], times[1:], strict=True):
-        (x1_hat,) = v.predict(x, t, "x0")
+        (x1_hat,) = v.predict(x, t, "data")
         a1, s1 = _scalars(v, t_next)
         x = a1 * x1_hat + s1 * z0
         if trajectory is not None:

@@ -19,9 +19,9 @@ class Evaluation:
         self._cache: dict[str, Tensor] = {prediction: out}
 
     def as_(self, dst: str) -> Tensor:
-        """The output converted to ``dst`` (``velocity``, ``epsilon``, ``x0``, ``score``)."""
+        """The output converted to ``dst`` (``velocity``, ``epsilon``, ``data``, ``score``)."""
+        dst = check_prediction(dst)
         if dst not in self._cache:
-            check_prediction(dst)
             self._cache[dst] = self.path.convert(self.out, self.x, self.t, self.prediction, dst)
         return self._cache[dst]
 
@@ -35,8 +35,8 @@ class Evaluation:
 
     @property
     def x0(self) -> Tensor:
-        """The data (``x1``) prediction: the diffusion literature's "x0", EDM's ``D``."""
-        return self.as_("x0")
+        """The data (``x1``) prediction: the diffusion literature's "x0-prediction", EDM's ``D``."""
+        return self.as_("data")
 
     @property
     def score(self) -> Tensor:

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from flowkit.distributed import init_distributed, shutdown_and_exit
 from flowkit.evaluation.stats import FeatureStats
-from flowkit.training.distributed import init_distributed, shutdown_and_exit
 
 SPLIT, TOTAL, DIM = 70, 200, 6
 

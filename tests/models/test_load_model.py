@@ -20,11 +20,11 @@ def only_safetensors(directory):
 
 
 def test_mlp_round_trip(tmp_path):
-    model = randomize(MLPField(2, hidden_dim=16, num_layers=2, num_classes=4, prediction="x0"))
+    model = randomize(MLPField(2, hidden_dim=16, num_layers=2, num_classes=4, prediction="data"))
     model.save_pretrained(tmp_path)
     only_safetensors(tmp_path)
     loaded = load_model(tmp_path)
-    assert type(loaded) is MLPField and loaded.prediction == "x0" and loaded.num_classes == 4
+    assert type(loaded) is MLPField and loaded.prediction == "data" and loaded.num_classes == 4
     x, t, y = torch.randn(6, 2), torch.rand(6), torch.tensor([0, 1, 2, 3, 4, 0])
     assert torch.equal(loaded(x, t, y), model(x, t, y))
 

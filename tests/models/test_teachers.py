@@ -81,7 +81,7 @@ def test_ddim_matches_diffusers(ddpm_dirs, prediction_type, spacing):
     directory = ddpm_dirs[prediction_type]
     expected, scheduler = diffusers_ddim(directory, spacing, 10)
     teacher = load_diffusers_teacher(directory)
-    assert teacher.prediction == ("x0" if prediction_type == "sample" else "epsilon")
+    assert teacher.prediction == ("data" if prediction_type == "sample" else "epsilon")
     grid = ddim_grid(teacher, 10, spacing=spacing, steps_offset=scheduler.config.steps_offset)
     assert grid == ddim_grid(scheduler)
     result = sample_ode(
@@ -150,12 +150,12 @@ def test_conversions_round_trip_on_discrete_vp():
     )
     t = torch.tensor([0.0, 0.1, 0.3337, 0.5, 0.8, 0.97], dtype=torch.float64)
     sample = path.sample(x0, x1, t)
-    for src, truth in (("epsilon", x0), ("x0", x1), ("velocity", sample.dxt)):
-        for dst in ("velocity", "epsilon", "x0", "score"):
+    for src, truth in (("epsilon", x0), ("data", x1), ("velocity", sample.dxt)):
+        for dst in ("velocity", "epsilon", "data", "score"):
             there = path.convert(truth, sample.xt, t, src, dst)
             back = path.convert(there, sample.xt, t, dst, src)
             torch.testing.assert_close(back, truth, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(path.convert(sample.dxt, sample.xt, t, "velocity", "x0"), x1)
+    torch.testing.assert_close(path.convert(sample.dxt, sample.xt, t, "velocity", "data"), x1)
 
 
 def test_teacher_field_reads_v_prediction_as_epsilon(ddpm_dirs):

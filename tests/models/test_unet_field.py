@@ -71,6 +71,6 @@ def test_input_validation():
 
 def test_field_is_a_plain_unet_with_same_arguments():
     kwargs = dict(UNET_PRESETS["tiny"])
-    model = UNetField(**kwargs, prediction="x0")
-    assert model.prediction == "x0" and model.config.time_scale == 999.0
+    model = UNetField(**kwargs, prediction="data")
+    assert model.prediction == "data" and model.config.time_scale == 999.0
     assert model.unet.config.block_out_channels == model.config.block_out_channels

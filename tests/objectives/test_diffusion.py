@@ -29,7 +29,7 @@ from flowkit.training import Trainer, load_config
 from flowkit.training.builders import build_objective
 from flowkit.training.config import ConfigError, config_from_dict
 
-PREDICTIONS = ["epsilon", "x0", "velocity", "score"]
+PREDICTIONS = ["epsilon", "data", "velocity", "score"]
 MU = torch.tensor([1.5, -0.5], dtype=torch.float64)
 S = torch.tensor([0.5, 1.2], dtype=torch.float64)
 N = 20_000
@@ -72,7 +72,7 @@ def analytic(path, t: float, x: torch.Tensor, prediction: str) -> torch.Tensor:
     score = -(x - a * MU) / variance
     x1_hat = MU + a * S**2 * (x - a * MU) / variance
     eps = -s * score
-    return {"x0": x1_hat, "epsilon": eps, "score": score, "velocity": da * x1_hat + ds * eps}[
+    return {"data": x1_hat, "epsilon": eps, "score": score, "velocity": da * x1_hat + ds * eps}[
         prediction
     ]
 
@@ -84,7 +84,7 @@ def residual_std(path, t: float, prediction: str) -> torch.Tensor:
     data_sd = torch.sqrt(S**2 * s**2 / variance)
     eps_sd = torch.sqrt(a**2 * S**2 / variance)
     velocity_sd = abs(da - ds * a / s) * data_sd
-    return {"x0": data_sd, "epsilon": eps_sd, "score": eps_sd / s, "velocity": velocity_sd}[
+    return {"data": data_sd, "epsilon": eps_sd, "score": eps_sd / s, "velocity": velocity_sd}[
         prediction
     ]
 
@@ -201,11 +201,11 @@ def test_pseudo_huber_is_elementwise_and_averaged_per_sample() -> None:
     """mean_D [sqrt(e^2 + c^2) - c], not the norm form sqrt(||e||^2 + c^2) - c."""
     x1 = torch.tensor([[3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
     x0 = torch.zeros_like(x1)
-    loss = RectifiedDiffusionLoss(ve(), "x0", time_sampler=FixedTime(0.5), t_max=1.0, c=1.0)
+    loss = RectifiedDiffusionLoss(ve(), "data", time_sampler=FixedTime(0.5), t_max=1.0, c=1.0)
     value = loss(lambda x, t: torch.zeros_like(x), x1, x0=x0)
     expected = [(math.sqrt(10) - 1) / 2, (math.sqrt(17) - 1) / 2]
     assert value.tolist() == pytest.approx(expected, rel=1e-12)
-    tiny = RectifiedDiffusionLoss(ve(), "x0", time_sampler=FixedTime(0.5), t_max=1.0)
+    tiny = RectifiedDiffusionLoss(ve(), "data", time_sampler=FixedTime(0.5), t_max=1.0)
     small = tiny(lambda x, t: torch.full_like(x, 1e-6), torch.zeros(1, 4), x0=torch.zeros(1, 4))
     assert float(small) == pytest.approx(1e-12 / 2e-3, rel=1e-3)  # e^2 / (2c), no cancellation
 
@@ -217,7 +217,7 @@ def test_rectified_diffusion_needs_paired_noise() -> None:
 
 
 def test_fresh_noise_comes_from_the_generator() -> None:
-    loss = DiffusionLoss(ve(), "x0")
+    loss = DiffusionLoss(ve(), "data")
     x1 = gaussian_data(16)
 
     def field(x, t):
@@ -264,7 +264,7 @@ def test_weighting_is_the_data_space_weight(name: str, prediction: str, weightin
         loss = DiffusionLoss(path, prediction, weighting, time_sampler=FixedTime(t), t_max=1.0)
         t_batch = torch.full((32,), t, dtype=torch.float64)
         sample = path.sample(x0, x1, t_batch)
-        x1_hat = path.convert(field(sample.xt, t_batch), sample.xt, t_batch, prediction, "x0")
+        x1_hat = path.convert(field(sample.xt, t_batch), sample.xt, t_batch, prediction, "data")
         expected = paper_weight(path, t, weighting) * (x1_hat - x1).pow(2).mean(1)
         torch.testing.assert_close(loss(field, x1, x0=x0), expected, rtol=1e-9, atol=0)
 
@@ -283,7 +283,7 @@ def test_min_snr_weights_of_hang_et_al() -> None:
         return loss_weight(path, t, space, "min_snr", gamma)
 
     torch.testing.assert_close(weight("epsilon"), clamp / ratio)
-    torch.testing.assert_close(weight("x0"), clamp)
+    torch.testing.assert_close(weight("data"), clamp)
     torch.testing.assert_close(weight("velocity"), clamp / (ratio + 1) * (s / da) ** 2)
     torch.testing.assert_close(weight("score"), clamp / ratio * s**2)
     assert torch.equal(loss_weight(path, t, "velocity", "uniform"), torch.ones_like(t))
@@ -295,7 +295,7 @@ def test_weights_stay_finite_at_the_ends() -> None:
     t = torch.tensor([0.0, 1.0], dtype=torch.float64)
     weights = {p: loss_weight(rectified(), t, p, "min_snr", 5.0) for p in PREDICTIONS}
     assert weights["epsilon"].tolist() == [1.0, 0.0]
-    assert weights["x0"].tolist() == [0.0, 5.0]
+    assert weights["data"].tolist() == [0.0, 5.0]
     assert weights["score"].tolist() == [1.0, 0.0]
     assert weights["velocity"].tolist() == [0.0, 0.0]
 
@@ -380,11 +380,11 @@ def perfect_raw_network(sigma_data: float):
 @pytest.mark.parametrize("path", [ve(), vp(), cosine()], ids=["ve", "vp", "cosine"])
 def test_edm_preconditioner_with_perfect_network_gives_analytic_x0(path) -> None:
     field = EDMPreconditioner(perfect_raw_network(0.5), path)
-    assert field.prediction == "x0" and VelocityField(field).path is path
+    assert field.prediction == "data" and VelocityField(field).path is path
     for t in (0.2, 0.5, 0.9):
         x = gaussian_data(64) * 3
         t_batch = torch.full((64,), t, dtype=torch.float64)
-        torch.testing.assert_close(field(x, t_batch), analytic(path, t, x, "x0"))
+        torch.testing.assert_close(field(x, t_batch), analytic(path, t, x, "data"))
 
 
 def test_edm_weighting_trains_the_raw_output_with_unit_weight() -> None:
@@ -439,13 +439,13 @@ def test_other_bad_values() -> None:
     with pytest.raises(ValueError, match="'foo'"):
         loss_weight(vp(), torch.zeros(1), "foo", "uniform")
     with pytest.raises(ValueError, match="shape"):
-        DiffusionLoss(vp(), "x0")(lambda x, t: x, torch.zeros(3, 2), x0=torch.zeros(3, 4))
+        DiffusionLoss(vp(), "data")(lambda x, t: x, torch.zeros(3, 2), x0=torch.zeros(3, 4))
 
 
 def test_repr_names_the_options() -> None:
     text = repr(RectifiedDiffusionLoss(ve(), "epsilon", "min_snr", gamma=2.0))
     assert text.startswith("RectifiedDiffusionLoss(path=AffinePath(ve")
-    for part in ("'epsilon'", "'min_snr'", "gamma=2.0", "'pseudo_huber'", "target_space='x0'"):
+    for part in ("'epsilon'", "'min_snr'", "gamma=2.0", "'pseudo_huber'", "target_space='data'"):
         assert part in text
 
 
@@ -467,11 +467,11 @@ def test_builder_builds_diffusion_losses_from_config() -> None:
             "time_sampler": "logit_normal",
             "kwargs": {"weighting": "min_snr", "gamma": 3, "t_max": 0.99, "c": "1e-2"},
         },
-        prediction="x0",
+        prediction="data",
     )
     assert type(loss) is DiffusionLoss
     assert (loss.weighting, loss.gamma, loss.t_max, loss.c) == ("min_snr", 3.0, 0.99, 0.01)
-    assert loss.prediction == "x0"
+    assert loss.prediction == "data"
     assert loss.path.name == "ve" and loss.path.params["sigma_max"] == 20.0
     assert loss.time_sampler.kind == "logit_normal"
     rectified_loss = build({"kind": "rectified_diffusion", "path": "vp"})
@@ -479,7 +479,7 @@ def test_builder_builds_diffusion_losses_from_config() -> None:
     assert (rectified_loss.metric, rectified_loss.c, rectified_loss.target_space) == (
         "pseudo_huber",
         1e-3,
-        "x0",
+        "data",
     )
 
 

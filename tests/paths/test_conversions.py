@@ -32,7 +32,7 @@ def test_true_quantities_map_onto_each_other(name: str) -> None:
     """Given the true data x1, every other prediction is the true one for (x0, x1)."""
     path, s = _draw(name)
     _, sigma, _, _ = path.coefficients(s.t)
-    truth = {"x0": s.x1, "epsilon": s.x0, "velocity": s.dxt, "score": -s.x0 / sigma[:, None]}
+    truth = {"data": s.x1, "epsilon": s.x0, "velocity": s.dxt, "score": -s.x0 / sigma[:, None]}
     for src, dst in itertools.permutations(PREDICTIONS, 2):
         got = path.convert(truth[src], s.xt, s.t, src, dst)
         torch.testing.assert_close(got, truth[dst], rtol=1e-7, atol=1e-7, msg=f"{src}->{dst}")
@@ -56,7 +56,7 @@ def test_gaussian_score_matches_closed_form(name: str) -> None:
         score = -(xt - a * mu) @ precision
         # Posterior mean of the data: mu + a C Σ⁻¹ (x_t - a mu).
         x1_mean = mu + (xt - a * mu) @ precision @ (a * cov)
-        got = path.convert(x1_mean, xt, t, "x0", "score")
+        got = path.convert(x1_mean, xt, t, "data", "score")
         torch.testing.assert_close(got, score, rtol=1e-8, atol=1e-8)
 
 
@@ -75,7 +75,7 @@ def test_rectified_velocity_conversions_are_exact_at_endpoints() -> None:
     path = get_path("rectified")
     xt, v = torch.randn(4, 2), torch.randn(4, 2)
     t = torch.zeros(4)
-    torch.testing.assert_close(path.convert(v, xt, t, "velocity", "x0"), xt + v)
+    torch.testing.assert_close(path.convert(v, xt, t, "velocity", "data"), xt + v)
     torch.testing.assert_close(path.convert(v, xt, torch.ones(4), "velocity", "epsilon"), xt - v)
 
 
@@ -83,3 +83,34 @@ def test_unknown_prediction_is_named() -> None:
     path = get_path("rectified")
     with pytest.raises(ValueError, match="unknown prediction 'eps'"):
         path.convert(torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1), "eps", "velocity")
+
+
+def test_data_is_the_clean_data_prediction_and_x0_a_deprecated_alias() -> None:
+    import warnings
+
+    from flowkit.paths import check_prediction, vp
+
+    path, x, t = vp(), torch.randn(4, 3), torch.rand(4) * 0.9 + 0.05
+    pred = torch.randn(4, 3)
+    assert check_prediction("data") == "data"
+    with pytest.warns(FutureWarning, match="'x0' is deprecated.*'data'"):
+        assert check_prediction("x0") == "data"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        old = path.convert(pred, x, t, "epsilon", "x0")
+    torch.testing.assert_close(old, path.convert(pred, x, t, "epsilon", "data"), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="expected one of \\['velocity', 'epsilon', 'data'"):
+        check_prediction("noise")
+
+
+def test_a_model_saved_with_x0_reloads_as_data(tmp_path) -> None:
+    import warnings
+
+    from flowkit.models import MLPField, load_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = MLPField(dim=2, hidden_dim=8, num_layers=1, prediction="x0")
+    assert model.prediction == "data"
+    model.save_pretrained(tmp_path / "m")
+    assert load_model(tmp_path / "m").prediction == "data"

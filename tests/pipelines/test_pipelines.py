@@ -60,14 +60,14 @@ def files_on_disk(directory: Path) -> list[str]:
     [
         ("euler", "velocity", {}),
         ("heun", "velocity", {}),
-        ("euler", "x0", {}),
-        ("heun", "x0", {"final_euler": True}),
+        ("euler", "data", {}),
+        ("heun", "data", {"final_euler": True}),
         ("euler", "epsilon", {"grid": [0.1, 0.4, 0.7, 1.0]}),
-        ("euler", "x0", {"path": "cosine"}),
+        ("euler", "data", {"path": "cosine"}),
         ("heun", "velocity", {"grid": "shifted", "grid_options": {"shift": 3.0}}),
         ("euler", "epsilon", {"path": "vp", "path_kwargs": {"beta_max": 10.0}}),
         ("heun", "epsilon", {"path": "vp"}),
-        ("heun", "x0", {"path": "subvp"}),
+        ("heun", "data", {"path": "subvp"}),
         ("euler", "velocity", {"path": "ve"}),
         ("euler", "epsilon", {}),  # alpha(0) = 0: both start at path.t_min("epsilon")
     ],
@@ -130,8 +130,8 @@ def test_class_labels_reach_the_model() -> None:
 
 
 def test_scheduler_records_path_and_prediction() -> None:
-    scheduler = FlowEulerScheduler(prediction="x0", path="vp", path_kwargs={"beta_max": 10.0})
-    assert scheduler.config.path == "vp" and scheduler.config.prediction == "x0"
+    scheduler = FlowEulerScheduler(prediction="data", path="vp", path_kwargs={"beta_max": 10.0})
+    assert scheduler.config.path == "vp" and scheduler.config.prediction == "data"
     pipe = RectifiedFlowPipeline(model=mlp(), scheduler=scheduler)
     assert pipe.path.params["beta_max"] == 10.0
     with pytest.raises(ValueError, match="unknown path"):
@@ -302,11 +302,11 @@ def test_one_step_vectors_and_rejections() -> None:
     out = OneStepPipeline(generator=field)(latents=z).samples
     with torch.no_grad():
         torch.testing.assert_close(out, z + field(z, torch.zeros(6)), rtol=0, atol=0)
-    x0_field = mlp("x0")
+    x0_field = mlp("data")
     with torch.no_grad():
         expected = x0_field(z, torch.zeros(6))
     torch.testing.assert_close(OneStepPipeline(generator=x0_field)(latents=z).samples, expected)
     with pytest.raises(ValueError, match="exactly one step"):
         OneStepPipeline(generator=field)(num_inference_steps=2)
-    with pytest.raises(ValueError, match="velocity or x0"):
+    with pytest.raises(ValueError, match="velocity or data"):
         OneStepPipeline(generator=mlp("epsilon"))

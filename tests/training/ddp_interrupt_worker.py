@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
+from flowkit.distributed import shutdown_and_exit
 from flowkit.training import Trainer, load_config
-from flowkit.training.distributed import shutdown_and_exit
 from flowkit.training.interrupts import TrainingInterrupted
 
 run = Path(sys.argv[1])

@@ -6,8 +6,8 @@ from pathlib import Path
 import torch.distributed as dist
 from safetensors.torch import save_file
 
+from flowkit.distributed import shutdown_and_exit
 from flowkit.training import Trainer, load_config
-from flowkit.training.distributed import shutdown_and_exit
 
 run = Path(sys.argv[1])
 overrides = sys.argv[2:]
