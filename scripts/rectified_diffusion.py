@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 
 from flowkit.distributed import barrier, init_distributed, shutdown_and_exit
+from flowkit.experiments.stages import record_minutes, train_or_resume
 from flowkit.objectives.rectified_diffusion import phase_boundaries
 from flowkit.reflow import SolverSpec, generate_pairs, load_teacher
-from flowkit.training.stages import record_minutes, train_or_resume
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TEACHER_CONFIG = "digits_vp.yaml"
@@ -76,7 +76,7 @@ def report(
 ) -> None:
     """Score every model at each DDIM step count (the teacher also at its pair NFE) and write
     OUT/report.md, OUT/report.json and OUT/report.png (rank 0 writes; all ranks sample)."""
-    from flowkit.evaluation.nfe_report import evaluate_row, fid_judge, write_report
+    from flowkit.experiments.nfe_report import evaluate_row, fid_judge, write_report
 
     judge = fid_judge("digits", reference, num, device, progress)
     # no straightness: along Euler on VP it is dominated by the velocity's blow-up at t -> 1

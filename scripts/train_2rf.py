@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from flowkit.distributed import barrier, init_distributed, shutdown_and_exit
+from flowkit.experiments.stages import record_minutes, train_or_resume
 from flowkit.reflow import SolverSpec, generate_pairs, load_teacher
-from flowkit.training.stages import record_minutes, train_or_resume
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -105,7 +105,7 @@ def report(
 ) -> None:
     """Score every model at each Euler NFE (the teacher also with its pair solver) and write
     OUT/report.md, OUT/report.json and OUT/report.png (rank 0 writes; all ranks sample)."""
-    from flowkit.evaluation.nfe_report import Judge, evaluate_row, fid_judge, write_report
+    from flowkit.experiments.nfe_report import Judge, evaluate_row, fid_judge, write_report
 
     if preset.reference or data_root:
         data = preset.reference or data_root

@@ -18,7 +18,7 @@ LAYERS = [
     {"pipelines"},
     {"loading"},
     {"reflow", "distill", "rl", "training", "evaluation"},
-    {"cli"},
+    {"cli", "experiments"},
 ]
 
 

@@ -18,7 +18,14 @@ from torch import Tensor
 
 from flowkit.files import atomic_path
 
-__all__ = ["image_grid", "save_image_grid", "save_scatter", "save_trajectories", "scatter_image"]
+__all__ = [
+    "image_grid",
+    "save_image",
+    "save_image_grid",
+    "save_scatter",
+    "save_trajectories",
+    "scatter_image",
+]
 
 _MIN_TILE = 64
 _PAD = 2
@@ -29,7 +36,8 @@ _REFERENCE_COLOR = (200, 200, 200)
 _FRAME_COLOR = (170, 170, 170)
 
 
-def _write_atomic(image: Image.Image, path: str | os.PathLike) -> Path:
+def save_image(image: Image.Image, path: str | os.PathLike) -> Path:
+    """Save a PIL image atomically in the format its extension names; returns the path."""
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
@@ -42,7 +50,7 @@ def _write_atomic(image: Image.Image, path: str | os.PathLike) -> Path:
 def save_image_grid(x: Tensor, path: str | os.PathLike, nrow: int | None = None) -> Path:
     """Save images ``x`` of shape ``(B, C, H, W)``, ``C`` in {1, 3}, values in ``[-1, 1]``,
     as the grid :func:`image_grid` draws."""
-    return _write_atomic(image_grid(x, nrow), path)
+    return save_image(image_grid(x, nrow), path)
 
 
 def image_grid(x: Tensor, nrow: int | None = None) -> Image.Image:
@@ -96,7 +104,7 @@ def save_scatter(
     lim: float = 1.6,
 ) -> Path:
     """Save the scatter plot :func:`scatter_image` draws."""
-    return _write_atomic(scatter_image(points, reference, lim), path)
+    return save_image(scatter_image(points, reference, lim), path)
 
 
 def scatter_image(points: Tensor, reference: Tensor | None = None, lim: float = 1.6) -> Image.Image:
@@ -167,4 +175,4 @@ def save_trajectories(
         draw.rectangle([0, 0, size - 1, size - 1], outline=_FRAME_COLOR)
         image.paste(panel, (k * size, header))
         ImageDraw.Draw(image).text((k * size + 6, 4), name, fill=(0, 0, 0))
-    return _write_atomic(image, path)
+    return save_image(image, path)

@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from flowkit.data.figures import save_report_figure
 from flowkit.data.plots import image_grid, scatter_image
+from flowkit.experiments.figures import save_report_figure
 
 
 def test_panels_and_chart_are_drawn(tmp_path):

@@ -3,7 +3,7 @@
 import torch
 
 from flowkit.data import sample_toy
-from flowkit.evaluation.nfe_report import Judge, Row, evaluate_row, markdown_table, report_figure
+from flowkit.experiments.nfe_report import Judge, Row, evaluate_row, markdown_table, report_figure
 from flowkit.models import MLPField
 
 

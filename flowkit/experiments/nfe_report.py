@@ -158,8 +158,8 @@ def report_figure(
     Args:
         teacher: ``(name, model_dir, method, nfe)`` of the teacher's reference solver.
     """
-    from flowkit.data.figures import save_report_figure
     from flowkit.data.plots import image_grid, scatter_image
+    from flowkit.experiments.figures import save_report_figure
 
     def picture(model_dir: Path, nfe: int | None, method: str):
         if judge.metric == "fid":

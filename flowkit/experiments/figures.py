@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from flowkit.data.plots import _write_atomic
+from flowkit.data.plots import save_image
 
 __all__ = ["save_report_figure"]
 
@@ -111,4 +111,4 @@ def save_report_figure(
     figure = Image.new("RGB", (row.width, row.height + chart.height), "white")
     figure.paste(row, (0, 0))
     figure.paste(chart, (0, row.height))
-    return _write_atomic(figure, path)
+    return save_image(figure, path)

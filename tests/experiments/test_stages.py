@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from flowkit.training.stages import record_minutes, train_or_resume
+from flowkit.experiments.stages import record_minutes, train_or_resume
 
 CONFIG = Path(__file__).parents[2] / "configs" / "checkerboard.yaml"
 TINY = [
