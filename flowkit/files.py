@@ -130,6 +130,14 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
         raise FileReadError(f"{what} {str(path)!r} is not valid JSON: {error}") from error
 
 
+def read_json_object(path: str | os.PathLike, what: str = "file") -> dict:
+    """:func:`read_json` of a file that must hold a JSON object (a config, an index)."""
+    data = read_json(path, what)
+    if not isinstance(data, dict):
+        raise FileReadError(f"{what} {str(path)!r} is not a JSON object")
+    return data
+
+
 def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
     """Parse a YAML file safely; a missing or malformed file is an error that names it."""
     import yaml

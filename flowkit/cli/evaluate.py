@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 STATS_EXAMPLES = """examples:
@@ -112,6 +111,7 @@ def run_stats(args: argparse.Namespace) -> int:
 def run_fid(args: argparse.Namespace) -> int:
     from flowkit.distributed import init_distributed, shutdown_and_exit
     from flowkit.evaluation.fid import fid
+    from flowkit.files import write_text
 
     info = init_distributed(args.device)
     result = fid(
@@ -133,9 +133,7 @@ def run_fid(args: argparse.Namespace) -> int:
         text = json.dumps(result.to_dict())
         print(text)
         if args.json_out:
-            tmp = f"{args.json_out}.tmp"
-            Path(tmp).write_text(text + "\n")
-            os.replace(tmp, args.json_out)
+            write_text(args.json_out, text + "\n")
     shutdown_and_exit(0)
     return 0
 

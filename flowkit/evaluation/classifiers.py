@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from flowkit.files import atomic_path
+
 __all__ = ["DigitClassifier", "holdout_split", "load_classifier", "save_classifier"]
 
 CONFIG_KEY = "flowkit_classifier_config"
@@ -148,10 +150,9 @@ def save_classifier(
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     info = dict(metadata or {}, **{CONFIG_KEY: json.dumps(model.config, sort_keys=True)})
-    partial = path.with_name(path.name + ".partial")
-    save_file(state, str(partial), metadata=info)
-    partial.chmod(0o644)
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        save_file(state, str(partial), metadata=info)
+        partial.chmod(0o644)
 
 
 def load_classifier(path: str | os.PathLike) -> DigitClassifier:

@@ -25,7 +25,6 @@ with only ``mu`` and ``sigma`` load with ``extractor="unknown"`` and ``count=Non
 from __future__ import annotations
 
 import os
-import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+from flowkit.files import atomic_path
 
 UNKNOWN = "unknown"
 # update() accumulates only the upper triangle of M2, in row blocks of this many features:
@@ -89,18 +90,11 @@ class ReferenceStats:
         arrays = {"mu": self.mu, "sigma": self.sigma, "extractor": np.array(str(self.extractor))}
         if self.count is not None:
             arrays["count"] = np.array(int(self.count), dtype=np.int64)
-        # A unique name beside the target (same file system, so os.replace is atomic), opened
-        # by us: np.savez would append ".npz" to a name, and mkstemp would make it 0600.
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            with open(tmp, "xb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        # opened by us: np.savez would append ".npz" to a name
+        with atomic_path(path) as tmp, open(tmp, "xb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ReferenceStats:

@@ -10,7 +10,6 @@ little on a VP path, where the velocity diverges at the data end).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 
 from flowkit.evaluation.sliced import sliced_wasserstein
 from flowkit.evaluation.straightness import straightness
+from flowkit.files import write_json, write_text
 from flowkit.loading import load
 
 
@@ -137,10 +137,7 @@ def markdown_table(rows: list[Row], metric: str, num: int, features: str | None)
 
 def save_rows(rows: list[Row], path: str | os.PathLike) -> None:
     """The rows as JSON, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps([asdict(row) for row in rows], indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, [asdict(row) for row in rows])
 
 
 def report_figure(
@@ -224,8 +221,6 @@ def write_report(
 
         features = load_stats(judge.reference).extractor
     table = note + markdown_table(rows, judge.metric, judge.num, features)
-    tmp = out / "report.md.tmp"
-    tmp.write_text(table)
-    os.replace(tmp, out / "report.md")
+    write_text(out / "report.md", table)
     save_rows(rows, out / "report.json")
     report_figure(models, rows, teacher, out / "report.png", judge, method=method)

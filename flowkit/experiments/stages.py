@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from flowkit.files import read_json_object, write_json
 from flowkit.training.config import load_config
 from flowkit.training.trainer import Trainer
 
@@ -30,9 +30,7 @@ def record_minutes(path: str | os.PathLike, seconds: dict[str, float]) -> dict[s
     atomically). A stage that took under a second was skipped (its output already existed),
     so the time recorded when it ran is kept. Returns the merged minutes."""
     path = Path(path)
-    minutes = json.loads(path.read_text()) if path.is_file() else {}
+    minutes = read_json_object(path, "stage times") if path.is_file() else {}
     minutes.update({k: round(v / 60, 2) for k, v in seconds.items() if v >= 1 or k not in minutes})
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(minutes, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, minutes)
     return minutes

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import is_accelerate_available
 
+from flowkit.files import read_json_object
 from flowkit.models.mlp import MLPField
 from flowkit.models.unet import UNetField
 from flowkit.models.weights import check_safetensors
@@ -37,10 +37,7 @@ def load_model(path: str | os.PathLike) -> ModelMixin:
         raise FileNotFoundError(f"model directory {str(path)!r} does not exist")
     if not config_file.is_file():
         raise FileNotFoundError(f"model directory {str(path)!r} has no config.json")
-    try:
-        class_name = json.loads(config_file.read_text()).get("_class_name")
-    except (json.JSONDecodeError, AttributeError) as error:
-        raise ValueError(f"{str(config_file)!r} is not a JSON object: {error}") from error
+    class_name = read_json_object(config_file, "model config").get("_class_name")
     if class_name not in MODEL_CLASSES:
         raise ValueError(
             f"{str(config_file)!r} names model class {class_name!r}; expected one of "

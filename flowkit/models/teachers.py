@@ -39,7 +39,6 @@ Weights are read from safetensors only (never unpickled).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from flowkit.files import read_json_object
 from flowkit.models.field_utils import broadcast_time
 from flowkit.paths import AffinePath, check_prediction, rectified
 from flowkit.paths.diffusers_flow import from_diffusers_flow, to_diffusers_flow
@@ -198,18 +198,6 @@ def flow_grid(scheduler: Any) -> list[float]:
 # ---------------------------------------------------------------------------- loading
 
 
-def _read_json(file: Path) -> dict:
-    if not file.is_file():
-        raise FileNotFoundError(f"{str(file)!r} does not exist")
-    try:
-        data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{str(file)!r} is not valid JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"{str(file)!r} is not a JSON object")
-    return data
-
-
 def _diffusers_class(name: Any, base: type, where: Path) -> type:
     import diffusers
 
@@ -224,7 +212,7 @@ def _check_weights(folder: Path) -> None:
 
     index = folder / f"{_WEIGHTS}.index.json"
     if index.is_file():
-        files = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        files = sorted(set(read_json_object(index).get("weight_map", {}).values()))
     else:
         files = [_WEIGHTS]
     for name in files:
@@ -237,7 +225,7 @@ def _load_model(folder: Path, class_name: Any = None) -> nn.Module:
     if not folder.is_dir():
         raise FileNotFoundError(f"model directory {str(folder)!r} does not exist")
     config_file = folder / "config.json"
-    config = _read_json(config_file)
+    config = read_json_object(config_file)
     cls = _diffusers_class(class_name or config.get("_class_name"), ModelMixin, config_file)
     _check_weights(folder)
     model = cls.from_pretrained(folder, use_safetensors=True, local_files_only=True)
@@ -256,7 +244,7 @@ def _scheduler_file(root: Path) -> Path:
 def _teacher_path(scheduler_file: Path) -> tuple[Any, AffinePath, str, str]:
     from diffusers import SchedulerMixin
 
-    config = _read_json(scheduler_file)
+    config = read_json_object(scheduler_file)
     name = config.get("_class_name")
     if name not in SUPPORTED_SCHEDULERS:
         raise ValueError(
@@ -301,7 +289,7 @@ def load_diffusers_teacher(path: str | os.PathLike, subfolder: str | None = None
     index_file = root / "model_index.json"
     vae = None
     if index_file.is_file():
-        index = _read_json(index_file)
+        index = read_json_object(index_file)
         keys = [subfolder] if subfolder else [k for k in _MODEL_KEYS if k in index]
         if not keys or keys[0] not in index:
             raise ValueError(

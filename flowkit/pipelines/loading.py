@@ -52,12 +52,12 @@ anything.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 
+from flowkit.files import read_json_object
 from flowkit.models.weights import check_safetensors
 from flowkit.pipelines.model_index import FLOWKIT_PIPELINES, check_model_index
 
@@ -82,18 +82,6 @@ def _pipeline_classes() -> dict[str, type[DiffusionPipeline]]:
 PIPELINE_CLASSES = FLOWKIT_PIPELINES
 
 
-def _read_json(file: Path) -> dict:
-    if not file.is_file():
-        raise FileNotFoundError(f"{str(file)!r} is missing")
-    try:
-        data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{str(file)!r} is not valid JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"{str(file)!r} is not a JSON object")
-    return data
-
-
 def check_pipeline_dir(path: str | os.PathLike) -> dict:
     """Check a saved pipeline directory and return its ``model_index.json``.
 
@@ -111,16 +99,16 @@ def check_pipeline_dir(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"pipeline directory {str(path)!r} does not exist")
-    index = _read_json(path / "model_index.json")
+    index = read_json_object(path / "model_index.json")
     check_model_index(index, path / "model_index.json")
     for name, entry in index.items():
         if name.startswith("_") or not isinstance(entry, list) or entry[0] is None:
             continue
         folder = path / name
         if "Scheduler" in str(entry[-1]):
-            _read_json(folder / _SCHEDULER_CONFIG)
+            read_json_object(folder / _SCHEDULER_CONFIG)
             continue
-        _read_json(folder / "config.json")
+        read_json_object(folder / "config.json")
         check_safetensors(folder / WEIGHTS_NAME)
     return index
 

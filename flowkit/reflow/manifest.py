@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowkit.files import write_json
+from flowkit.files import read_json, write_json
 from flowkit.reflow.layout import MANIFEST, shard_index, shard_name
 
 FORMAT = "flowkit-reflow-pairs/1"
@@ -130,10 +130,7 @@ class Manifest:
                 f"{str(directory)!r} has no {MANIFEST}: not a pair directory written by "
                 "`flowkit reflow`"
             )
-        try:
-            data = json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{str(path)!r} is not valid JSON: {error}") from error
+        data = read_json(path, "manifest")
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"{str(path)!r} has format {found!r}; this flowkit reads {FORMAT!r}")
