@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from flowkit.distributed import barrier, init_distributed, shutdown_and_exit
+from flowkit.distributed import barrier, cpu_threads, init_distributed, shutdown_and_exit
 from flowkit.experiments.stages import record_minutes, train_or_resume
 from flowkit.objectives.rectified_diffusion import phase_boundaries
 from flowkit.reflow import SolverSpec, generate_pairs, load_teacher
@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set-teacher", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--set-rd", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: half the cores)"
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -96,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     dist = init_distributed(args.device)
+    threads, why = cpu_threads(args.threads)
+    torch.set_num_threads(threads)
+    if dist.is_main and dist.device.type == "cpu":
+        print(f"using {threads} CPU thread(s) per process ({why}; --threads to change)")
     progress = not args.no_progress
     timings: dict[str, float] = {}
 

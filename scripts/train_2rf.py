@@ -1,7 +1,7 @@
 """Train a 2-rectified flow in one command: 1-RF -> teacher pairs -> 2-RF and 2-RF++ ->
 quality at 1, 2 and 4 Euler steps beside the teacher at many steps.
 
-    python scripts/train_2rf.py                              # digits, ~15 min on a 2-core CPU
+    python scripts/train_2rf.py                              # digits, see README for the time
     python scripts/train_2rf.py --preset checkerboard --out runs/checkerboard_2rf
     python scripts/train_2rf.py --teacher runs/digits        # reuse a trained 1-RF
     torchrun --standalone --nproc_per_node=8 scripts/train_2rf.py --preset cifar10 \\
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from flowkit.distributed import barrier, init_distributed, shutdown_and_exit
+from flowkit.distributed import barrier, cpu_threads, init_distributed, shutdown_and_exit
 from flowkit.experiments.stages import record_minutes, train_or_resume
 from flowkit.reflow import SolverSpec, generate_pairs, load_teacher
 
@@ -88,6 +88,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set-1rf", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--set-2rf", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads (default: half the cores)"
+    )
+    parser.add_argument(
+        "--straightness-num",
+        type=int,
+        default=None,
+        help="samples for straightness (default: min(1000, eval-num); 0 skips it)",
+    )
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -102,6 +111,7 @@ def report(
     device: torch.device,
     progress: bool,
     data_root: str | None,
+    straightness_num: int,
 ) -> None:
     """Score every model at each Euler NFE (the teacher also with its pair solver) and write
     OUT/report.md, OUT/report.json and OUT/report.png (rank 0 writes; all ranks sample)."""
@@ -118,8 +128,12 @@ def report(
         held_out = sample_toy(toy, num, seed=10_001)
         judge = Judge("sw", num, held_out=held_out, device=device, progress=progress)
     solver = preset.teacher_solver
-    rows = [evaluate_row("1-RF (teacher)", teacher_dir, judge, nfes, (solver.method, solver.nfe))]
-    rows += [evaluate_row(name, folder, judge, nfes) for name, folder in students.items()]
+    reference = (solver.method, solver.nfe)
+    rows = [evaluate_row("1-RF (teacher)", teacher_dir, judge, nfes, reference, straightness_num)]
+    rows += [
+        evaluate_row(name, folder, judge, nfes, straightness_num=straightness_num)
+        for name, folder in students.items()
+    ]
     teacher = ("1-RF", teacher_dir, solver.method, solver.nfe)
     write_report(out, rows, judge, {"1-RF": teacher_dir, **students}, teacher)
 
@@ -129,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     preset = PRESETS[args.preset]
     out = Path(args.out or f"runs/{args.preset}_2rf")
     dist = init_distributed(args.device)
+    threads, why = cpu_threads(args.threads)
+    torch.set_num_threads(threads)
+    if dist.is_main and dist.device.type == "cpu":
+        print(f"using {threads} CPU thread(s) per process ({why}; --threads to change)")
     progress = not args.no_progress
     data = [f"data.root={args.data_root}"] if args.data_root else []
     timings: dict[str, float] = {}
@@ -161,16 +179,20 @@ def main(argv: list[str] | None = None) -> int:
         timings[name] = time.perf_counter() - tic
 
     tic = time.perf_counter()
+    eval_num = args.eval_num or preset.eval_num
     report(
         out,
         teacher_dir,
         students,
         preset,
         nfes=args.nfe,
-        num=args.eval_num or preset.eval_num,
+        num=eval_num,
         device=dist.device,
         progress=progress and dist.is_main,
         data_root=args.data_root,
+        straightness_num=(
+            min(1000, eval_num) if args.straightness_num is None else args.straightness_num
+        ),
     )
     timings["report"] = time.perf_counter() - tic
     barrier()

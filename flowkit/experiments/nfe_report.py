@@ -70,6 +70,7 @@ class Row:
     straightness: float | None  # None: not measured
     reference_score: float | None = None  # the teacher at its own (many-step) solver
     reference_nfe: int | None = None
+    reference_method: str | None = None
 
 
 def model_straightness(model_dir: Path, num: int, seed: int = 0, device=None) -> float:
@@ -90,18 +91,27 @@ def evaluate_row(
 ) -> Row:
     """Score ``model_dir`` at each NFE of ``method`` (Euler by default; ``"ddim"`` for
     diffusion models) and with ``reference_solver`` ``(method, nfe)`` when given; straightness
-    from ``straightness_num`` samples (0: not measured)."""
-    scores = {n: judge.score(model_dir, n, method)[0] for n in nfes}
-    measured = (
-        model_straightness(model_dir, straightness_num, device=judge.device)
-        if straightness_num > 0
-        else None
-    )
+    from ``straightness_num`` samples (0: not measured). Says what it is doing as it goes
+    (rank 0, when the judge shows progress)."""
+
+    def say(what: str) -> None:
+        if judge.progress:
+            print(f"report: {name}: {what}", flush=True)
+
+    scores = {}
+    for n in nfes:
+        say(f"{judge.metric} of {judge.num} samples at {n} {method} NFE")
+        scores[n] = judge.score(model_dir, n, method)[0]
+    measured = None
+    if straightness_num > 0:
+        say(f"straightness of {straightness_num} samples (100 Euler steps)")
+        measured = model_straightness(model_dir, straightness_num, device=judge.device)
     row = Row(name, scores, measured)
     if reference_solver is not None:
-        row.reference_score, row.reference_nfe = judge.score(
-            model_dir, reference_solver[1], reference_solver[0]
-        )
+        ref_method, ref_nfe = reference_solver
+        say(f"{judge.metric} of {judge.num} samples with {ref_method} at {ref_nfe} NFE")
+        row.reference_score, row.reference_nfe = judge.score(model_dir, ref_nfe, ref_method)
+        row.reference_method = ref_method
     return row
 
 
@@ -124,7 +134,7 @@ def markdown_table(rows: list[Row], metric: str, num: int, features: str | None)
     for row in rows:
         cells = [row.name, *[f"{row.scores[n]:.3f}" if n in row.scores else "" for n in nfes]]
         reference = (
-            f"{row.reference_score:.3f} @ {row.reference_nfe} NFE"
+            f"{row.reference_score:.3f} ({row.reference_method}, {row.reference_nfe} NFE)"
             if row.reference_score is not None
             else ""
         )

@@ -31,12 +31,12 @@ def test_a_constant_field_is_straight_and_its_score_does_not_depend_on_nfe(tmp_p
 
 def test_markdown_table_lists_every_nfe_and_the_teacher_solver():
     rows = [
-        Row("1-RF (teacher)", {1: 40.0, 2: 5.5, 4: 0.81}, 0.0512, 0.09, 32),
+        Row("1-RF (teacher)", {1: 40.0, 2: 5.5, 4: 0.81}, 0.0512, 0.09, 32, "rk4"),
         Row("2-RF", {1: 2.0, 2: 1.0, 4: 0.5}, 0.0011),
     ]
     table = markdown_table(rows, "fid", 2000, "digits").splitlines()
     assert table[0].startswith("| model | FID (digits features, 2000 samples) @ 1 NFE | @ 2 NFE")
-    assert table[2] == "| 1-RF (teacher) | 40.000 | 5.500 | 0.810 | 0.090 @ 32 NFE | 0.0512 |"
+    assert table[2] == "| 1-RF (teacher) | 40.000 | 5.500 | 0.810 | 0.090 (rk4, 32 NFE) | 0.0512 |"
     assert table[3] == "| 2-RF | 2.000 | 1.000 | 0.500 |  | 0.0011 |"
 
 
