@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a model from a YAML config",
         description="Train a flow (or diffusion) model. Writes RUN/config.yaml, "
-        "RUN/metrics.jsonl, RUN/checkpoints/, RUN/samples/*.png and RUN/pipeline/ (the EMA model as a diffusers pipeline).",
+        "RUN/metrics.jsonl, RUN/checkpoints/, RUN/samples/*.png and RUN/pipeline/ (the EMA "
+        "model as a diffusers pipeline).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
