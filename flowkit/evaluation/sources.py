@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from flowkit.files import FileReadError
+
 BUILTIN_IMAGE_SETS = ("digits", "mnist5k")
 
 
@@ -60,11 +62,20 @@ def count_items(data: str | os.PathLike, channels: int = 3, image_size: int | No
 def _safetensors_length(path: Path, key: str = "samples") -> int:
     from safetensors import safe_open
 
-    with safe_open(path, framework="pt") as handle:
-        keys = list(handle.keys())
-        if key not in keys:
-            raise ValueError(f"{str(path)!r} has no tensor {key!r}; it holds {keys}")
-        return handle.get_slice(key).get_shape()[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"samples file {str(path)!r} does not exist")
+    try:
+        with safe_open(path, framework="pt") as handle:
+            keys = list(handle.keys())
+            shape = handle.get_slice(key).get_shape() if key in keys else None
+    except Exception as error:  # safetensors' own errors name neither the file nor the fix
+        raise FileReadError(
+            f"samples file {str(path)!r} is not a valid safetensors file ({error}); write "
+            "samples with `flowkit sample ... --out FILE.safetensors`"
+        ) from error
+    if shape is None:
+        raise ValueError(f"{str(path)!r} has no tensor {key!r}; it holds {keys}")
+    return shape[0]
 
 
 def _open_dataset(data: str | os.PathLike, channels: int, image_size: int | None):

@@ -184,3 +184,17 @@ def test_reflow_into_another_teachers_pairs_without_manifest_is_refused(
     assert "pairs-00000.safetensors" in line and "teacher_digest" in line
     assert sorted(p.read_bytes() for p in out.iterdir()) == before  # nothing written
     assert main(["reflow", str(tmp_path / "a"), "--out", str(out), *args]) == 0  # same teacher
+
+
+def test_fid_of_a_file_that_is_not_safetensors_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import numpy as np
+
+    ref = tmp_path / "ref.npz"
+    np.savez(ref, mu=np.zeros(4), sigma=np.eye(4))
+    bad = tmp_path / "samples.safetensors"
+    bad.write_bytes(b"not a safetensors file at all")
+    assert main(["fid", str(bad), "--ref", str(ref), "--no-progress"]) == 2
+    line = _one_error_line(capsys, "fid")
+    assert str(bad) in line and "not a valid safetensors file" in line
