@@ -31,6 +31,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--channels", type=int, default=3, help="image folders: 1 or 3")
     parser.add_argument("--image-size", type=int, default=None, help="image folders: resize")
+    parser.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        help="image folders: leave undecodable images out (with a warning and a count)",
+    )
     parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:k]'")
     parser.add_argument(
         "--autocast",
@@ -96,6 +101,7 @@ def run_stats(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         channels=args.channels,
         image_size=args.image_size,
+        skip_corrupt=args.skip_corrupt,
         device=info.device,
         progress=not args.no_progress,
         autocast_dtype=_autocast(args),
@@ -125,6 +131,7 @@ def run_fid(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         channels=args.channels,
         image_size=args.image_size,
+        skip_corrupt=args.skip_corrupt,
         device=info.device,
         progress=not args.no_progress,
         autocast_dtype=_autocast(args),

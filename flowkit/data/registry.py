@@ -60,9 +60,7 @@ def build_dataset(
         )
     for option, value in (("image_size", image_size), ("skip_corrupt", skip_corrupt or None)):
         if value is not None:
-            raise ValueError(
-                f"{option}={value} applies only to {list(_FOLDERS)}, not to {name!r}"
-            )
+            raise ValueError(f"{option}={value} applies only to {list(_FOLDERS)}, not to {name!r}")
     if name in _BUILTIN_IMAGES:
         x, labels = _BUILTIN_IMAGES[name]()
         return InMemoryDataset(x, labels, random_flip=bool(random_flip))

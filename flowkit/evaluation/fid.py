@@ -114,14 +114,23 @@ def dataset_stats(
     num_workers: int = 0,
     progress: bool = True,
     autocast_dtype: torch.dtype | None = None,
+    skip_corrupt: bool = False,
 ) -> FeatureStats:
-    """Reference statistics of a built-in image set, an image folder or a samples file."""
-    total = count_items(data, channels, image_size)
+    """Reference statistics of a built-in image set, an image folder or a samples file
+    (``skip_corrupt``: leave undecodable images of a folder out, with a warning)."""
+    total = count_items(data, channels, image_size, skip_corrupt)
     num = total if num is None else min(num, total)
     rank, world = _rank()
     pin = device is not None and torch.device(device).type == "cuda"
     batches = iter_data(
-        data, rank_indices(num, rank, world), batch_size, channels, image_size, num_workers, pin
+        data,
+        rank_indices(num, rank, world),
+        batch_size,
+        channels,
+        image_size,
+        num_workers,
+        pin,
+        skip_corrupt,
     )
     return accumulate(
         batches,
@@ -149,6 +158,7 @@ def fid(
     device: torch.device | None = None,
     progress: bool = True,
     autocast_dtype: torch.dtype | None = None,
+    skip_corrupt: bool = False,
 ) -> FIDResult:
     """FID of ``source`` (a model drawn on the fly, an image folder, a built-in image set or
     a ``.safetensors`` of samples) against the statistics file ``ref``.
@@ -172,10 +182,11 @@ def fid(
         )
         batches = (_record(images, n, used_nfe) for images, n in draws)
     else:
-        total = count_items(source, channels, image_size)
+        total = count_items(source, channels, image_size, skip_corrupt)
         num = total if num is None else min(num, total)
+        indices = rank_indices(num, rank, world)
         batches = iter_data(
-            source, rank_indices(num, rank, world), batch_size, channels, image_size
+            source, indices, batch_size, channels, image_size, skip_corrupt=skip_corrupt
         )
     stats = accumulate(
         batches,

@@ -14,6 +14,7 @@ items ``r, r + W, r + 2W, ...`` (:func:`rank_indices`).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -50,10 +51,15 @@ def is_model_dir(path: str | os.PathLike) -> bool:
     return True
 
 
-def count_items(data: str | os.PathLike, channels: int = 3, image_size: int | None = None) -> int:
+def count_items(
+    data: str | os.PathLike,
+    channels: int = 3,
+    image_size: int | None = None,
+    skip_corrupt: bool = False,
+) -> int:
     """How many images a data source holds (not for models: their count is chosen)."""
     return (
-        len(_open_dataset(data, channels, image_size))
+        len(_open_dataset(str(data), channels, image_size, skip_corrupt))
         if not str(data).endswith(".safetensors")
         else _safetensors_length(Path(data))
     )
@@ -78,7 +84,10 @@ def _safetensors_length(path: Path, key: str = "samples") -> int:
     return shape[0]
 
 
-def _open_dataset(data: str | os.PathLike, channels: int, image_size: int | None):
+@functools.lru_cache(maxsize=4)
+def _open_dataset(data: str, channels: int, image_size: int | None, skip_corrupt: bool):
+    """The data set (opened once for counting and reading: a folder with ``skip_corrupt``
+    decodes every image when it is opened)."""
     from flowkit.data import ImageFolder, build_dataset
 
     if str(data) in BUILTIN_IMAGE_SETS:
@@ -88,7 +97,13 @@ def _open_dataset(data: str | os.PathLike, channels: int, image_size: int | None
             f"{str(data)!r} is neither a built-in image set {list(BUILTIN_IMAGE_SETS)}, "
             "a folder of images, nor a .safetensors file"
         )
-    return ImageFolder(data, image_size=image_size, channels=channels, random_flip=False)
+    return ImageFolder(
+        data,
+        image_size=image_size,
+        channels=channels,
+        random_flip=False,
+        skip_corrupt=skip_corrupt,
+    )
 
 
 def iter_data(
@@ -99,12 +114,13 @@ def iter_data(
     image_size: int | None = None,
     num_workers: int = 0,
     pin_memory: bool = False,
+    skip_corrupt: bool = False,
 ) -> Iterator[Tensor]:
     """Batches of a built-in image set, an image folder or a ``.safetensors`` file."""
     if str(data).endswith(".safetensors"):
         yield from _iter_safetensors(Path(data), indices, batch_size)
         return
-    dataset = _open_dataset(data, channels, image_size)
+    dataset = _open_dataset(str(data), channels, image_size, skip_corrupt)
     if hasattr(dataset, "x"):  # in memory
         for batch in _batches(indices, batch_size):
             yield dataset.x[torch.as_tensor(batch)]

@@ -41,8 +41,26 @@ def test_fixed_step_method_needs_nfe(teacher_dir, tmp_path, capsys):
     assert code == 2 and "--nfe" in capsys.readouterr().err
 
 
-def test_two_processes_write_the_same_pairs_as_one(teacher_dir, tmp_path):
+@pytest.mark.parametrize("launcher", [pytest.param("torchrun", marks=pytest.mark.slow), "fork"])
+def test_two_processes_write_the_same_pairs_as_one(teacher_dir, tmp_path, launcher, fork_ranks):
+    """Under ``torchrun`` (slow), and in two ranks forked from this process with torchrun's
+    environment (the default suite's fast counterpart; same command, same asserts)."""
     assert main(["reflow", str(teacher_dir), "--out", str(tmp_path / "one"), *ARGS]) == 0
+    if launcher == "fork":
+        two = ["reflow", str(teacher_dir), "--out", str(tmp_path / "two"), "--no-progress", *ARGS]
+        fork_ranks(lambda rank: main(two))
+    else:
+        launch_two(teacher_dir, tmp_path)
+    one = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    two = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert one["shards"] == two["shards"]  # same files, row ranges and checksums
+    for record in one["shards"]:
+        a = load_file(tmp_path / "one" / record["file"])
+        b = load_file(tmp_path / "two" / record["file"])
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def launch_two(teacher_dir, tmp_path):
     command = [
         sys.executable,
         "-m",
@@ -62,10 +80,3 @@ def test_two_processes_write_the_same_pairs_as_one(teacher_dir, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    one = json.loads((tmp_path / "one" / "manifest.json").read_text())
-    two = json.loads((tmp_path / "two" / "manifest.json").read_text())
-    assert one["shards"] == two["shards"]  # same files, row ranges and checksums
-    for record in one["shards"]:
-        a = load_file(tmp_path / "one" / record["file"])
-        b = load_file(tmp_path / "two" / record["file"])
-        assert all(torch.equal(a[k], b[k]) for k in a)

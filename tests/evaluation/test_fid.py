@@ -117,13 +117,34 @@ def test_fid_errors_are_named(
     assert "no.npz" in capsys.readouterr().err
 
 
-def test_two_processes_give_the_fid_of_one(
-    tmp_path: Path, digits_ref: Path, capsys: pytest.CaptureFixture
-) -> None:
+# Each two-process test runs under torchrun (slow: the launcher and each rank import torch
+# afresh) and, as the default suite's fast counterpart, in two ranks forked from this process
+# with torchrun's environment (the fork_ranks fixture); the asserts are the same.
+LAUNCHERS = [pytest.param("torchrun", marks=pytest.mark.slow), "fork"]
+
+
+def two_ranks_fid(launcher: str, args: list[str], fork_ranks, tmp_path: Path) -> dict:
+    """``flowkit fid ARGS`` in two ranks; the result rank 0 reports."""
+    if launcher == "fork":
+        out = tmp_path / "two-ranks.json"
+        fork_ranks(lambda rank: main([*args, "--json", str(out)]))
+        return json.loads(out.read_text())
     import os
     import subprocess
     import sys
 
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node=2", "-m", "flowkit", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_two_processes_give_the_fid_of_one(
+    tmp_path: Path, digits_ref: Path, capsys: pytest.CaptureFixture, launcher: str, fork_ranks
+) -> None:
     x, _ = load_digits()
     save_file({"samples": x[1::2].contiguous()}, tmp_path / "s.safetensors")
     assert (
@@ -131,37 +152,17 @@ def test_two_processes_give_the_fid_of_one(
         == 0
     )
     single = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "flowkit",
-        "fid",
-        str(tmp_path / "s.safetensors"),
-        "--ref",
-        str(digits_ref),
-        "--device",
-        "cpu",
-        "--no-progress",
-    ]
-    done = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    args = ["fid", str(tmp_path / "s.safetensors"), "--ref", str(digits_ref)]
+    double = two_ranks_fid(
+        launcher, [*args, "--device", "cpu", "--no-progress"], fork_ranks, tmp_path
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    double = json.loads(done.stdout.strip().splitlines()[-1])
     assert double["num"] == single["num"] == 898
     assert double["fid"] == pytest.approx(single["fid"], rel=1e-9)
 
 
+@pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_torchrun_fid_of_a_model_with_dash_n_equals_one_process(
-    tmp_path: Path, digits_ref: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, digits_ref: Path, capsys: pytest.CaptureFixture, launcher: str, fork_ranks
 ) -> None:
     """The README's form ``torchrun ... -m flowkit fid MODEL --nfe N -n N`` runs, and two
     processes score exactly what one does (sample i depends on (seed, i) alone)."""
@@ -170,15 +171,8 @@ def test_torchrun_fid_of_a_model_with_dash_n_equals_one_process(
     args = ["fid", str(tmp_path / "model"), "--nfe", "2", "-n", "24", "--ref", str(digits_ref)]
     assert main([*args, "--batch-size", "5", "--no-progress", "--device", "cpu"]) == 0
     single = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    import os
-    import subprocess
-    import sys
-
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc_per_node=2", "-m", "flowkit", *args, "--no-progress", "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    double = json.loads(done.stdout.strip().splitlines()[-1])
+    double = two_ranks_fid(
+        launcher, [*args, "--no-progress", "--device", "cpu"], fork_ranks, tmp_path
+    )
     assert double["num"] == single["num"] == 24
     assert double["fid"] == pytest.approx(single["fid"], rel=1e-9)

@@ -9,7 +9,9 @@ from flowkit.evaluation import sliced_wasserstein, straightness
 def test_sliced_wasserstein_of_a_shift() -> None:
     """Shifting by c along every axis: each projection is shifted by <theta, c>."""
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(2000, 2, generator=g)
+    # The value is exact for any sample size (each sorted projection shifts as a whole); the
+    # tolerance is for the 4096 random directions, so few points suffice.
+    x = torch.randn(256, 2, generator=g)
     assert sliced_wasserstein(x, x) == 0.0
     shift = torch.tensor([0.3, 0.0])
     # E_theta <theta, c>^2 = |c|^2 / d for theta uniform on the circle.

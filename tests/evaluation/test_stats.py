@@ -132,17 +132,23 @@ def test_broken_files_are_named(tmp_path: Path) -> None:
     assert zipfile.is_zipfile(tmp_path / "nomu.npz")
 
 
-def test_two_processes_all_reduce_to_the_whole(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", [pytest.param("torchrun", marks=pytest.mark.slow), "fork"])
+def test_two_processes_all_reduce_to_the_whole(tmp_path: Path, launcher: str, fork_ranks) -> None:
+    """The worker under torchrun (slow), and in two ranks forked from this process with
+    torchrun's environment (the default suite's fast counterpart; same asserts)."""
     sys.path.insert(0, str(WORKER.parent))
     try:
         from stats_worker import DIM, data
     finally:
         sys.path.pop(0)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node=2", str(WORKER), str(tmp_path)]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
+    if launcher == "fork":
+        fork_ranks(WORKER, [tmp_path])
+    else:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   "--nproc_per_node=2", str(WORKER), str(tmp_path)]  # fmt: skip
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
     mu, cov = exact(data())
     for case in ("unequal", "lonely"):
         for rank in (0, 1):

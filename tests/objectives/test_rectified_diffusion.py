@@ -207,13 +207,13 @@ def test_rectified_diffusion_beats_its_vp_epsilon_teacher_at_one_and_two_steps(
 
 
 def test_rectified_diffusion_beats_its_vp_epsilon_teacher_small(tmp_path: Path) -> None:
-    """The same chain at small size (about 8 s of CPU): the default suite's guard of it.
+    """The same chain at small size (about 7 s of CPU): the default suite's guard of it.
 
-    1000 teacher and 600 student steps of batch 256, width 64, 2000 pairs and 2000 held-out
-    points. Measured: teacher 15.6 / 1.30 (0.100 at 24 steps), rectified diffusion
-    3.24 / 0.331.
+    1000 teacher and 600 student steps of batch 256, width 64, 2000 pairs and 1000 held-out
+    points. Measured: teacher 15.5 / 1.32 (0.105 at 24 steps), rectified diffusion
+    3.21 / 0.354.
     """
-    teacher_sw, student_sw = one_and_two_step_errors(tmp_path, 1000, 600, 2000, 256, 64, 2000)
+    teacher_sw, student_sw = one_and_two_step_errors(tmp_path, 1000, 600, 2000, 256, 64, 1000)
     assert teacher_sw[24] < 0.15, teacher_sw  # a working teacher
     assert student_sw[1] < 0.5 * teacher_sw[1], (student_sw, teacher_sw)
     assert student_sw[2] < 0.4 * teacher_sw[2], (student_sw, teacher_sw)

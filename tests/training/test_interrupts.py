@@ -225,10 +225,15 @@ def test_checkpoint_timer() -> None:
 WORKER = Path(__file__).with_name("ddp_interrupt_worker.py")
 
 
-def test_ranks_agree_to_stop_and_to_checkpoint_by_time(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", [pytest.param("torchrun", marks=pytest.mark.slow), "fork"])
+def test_ranks_agree_to_stop_and_to_checkpoint_by_time(
+    tmp_path: Path, launcher: str, fork_ranks
+) -> None:
     """Only rank 1 gets SIGINT (at step 7), only rank 0's clock says a checkpoint is due:
     both ranks checkpoint and stop at the same steps (no hang), and the resumed run ends
-    bitwise equal to an uninterrupted one on both ranks."""
+    bitwise equal to an uninterrupted one on both ranks. The worker runs under torchrun
+    (slow) and, as the default suite's fast counterpart, in two ranks forked from this
+    process with torchrun's environment (same asserts)."""
     overrides = [
         "data.name=checkerboard",
         "data.num_points=1000",
@@ -243,11 +248,14 @@ def test_ranks_agree_to_stop_and_to_checkpoint_by_time(tmp_path: Path) -> None:
         "train.sample_nfe=2",
         "train.device=cpu",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node=2", str(WORKER), str(tmp_path), *overrides]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+    if launcher == "fork":
+        fork_ranks(WORKER, [tmp_path, *overrides], timeout=240)
+    else:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   "--nproc_per_node=2", str(WORKER), str(tmp_path), *overrides]  # fmt: skip
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
     for rank in (0, 1):
         seen = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert seen["stopped"] == {"step": 7, "exit_code": 130, "checkpoint": "step-00000007"}
