@@ -16,6 +16,7 @@ from flowkit.paths.diffusers_flow import (
 )
 
 if TYPE_CHECKING:
+    from flowkit.pipelines.dmcmc import DMCMCPipeline, DMCMCScheduler
     from flowkit.pipelines.loading import load_pipeline
     from flowkit.pipelines.multiplicative import GBMScheduler, MultiplicativePipeline
     from flowkit.pipelines.one_step import OneStepPipeline
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from flowkit.pipelines.schedulers import FlowEulerScheduler, FlowHeunScheduler
 
 __all__ = [
+    "DMCMCPipeline",
+    "DMCMCScheduler",
     "DiffusersFlow",
     "FlowEulerScheduler",
     "FlowHeunScheduler",
@@ -38,6 +41,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "DMCMCPipeline": "dmcmc",
+    "DMCMCScheduler": "dmcmc",
     "FlowEulerScheduler": "schedulers",
     "FlowHeunScheduler": "schedulers",
     "GBMScheduler": "multiplicative",

@@ -36,9 +36,18 @@ from types import ModuleType
 
 __all__ = ["FLOWKIT_PIPELINES", "check_model_index"]
 
-FLOWKIT_PIPELINES = ("RectifiedFlowPipeline", "OneStepPipeline", "MultiplicativePipeline")
+FLOWKIT_PIPELINES = (
+    "RectifiedFlowPipeline",
+    "OneStepPipeline",
+    "MultiplicativePipeline",
+    "DMCMCPipeline",
+)
 # imported before checking, so that the flowkit component modules are in sys.modules
-_FLOWKIT_MODULES = ("flowkit.pipelines.rectified_flow", "flowkit.pipelines.multiplicative")
+_FLOWKIT_MODULES = (
+    "flowkit.pipelines.rectified_flow",
+    "flowkit.pipelines.multiplicative",
+    "flowkit.pipelines.dmcmc",
+)
 _COMPONENT_EXPECTED = (
     "[library, class] with library 'diffusers', 'transformers', a diffusers pipeline module or "
     "a flowkit module (such as 'flowkit.models.unet'), and class a loadable class of that library"

@@ -125,7 +125,7 @@ def sample_edm(
     *,
     path: AffinePath | None = None,
     prediction: str | None = None,
-    t0: float | None = None,
+    t0: float | Tensor | None = None,
     t1: float | None = None,
     S_churn: float = 0.0,
     S_tmin: float = 0.0,
@@ -141,6 +141,18 @@ def sample_edm(
     """EDM's stochastic Heun sampler (module docstring); arguments as :func:`sample_sde`."""
     if S_churn < 0 or S_noise < 0:
         raise ValueError(f"S_churn and S_noise must be >= 0, got {S_churn}, {S_noise}")
+    if isinstance(t0, Tensor) and t0.dim() == 1:  # per-sample start times
+        from flowkit.solvers.per_sample import sample_sde_per_sample, setup_per_sample
+
+        counted, noise, end = setup_per_sample(
+            field, x, nfe, grid, "edm", 1, path=path, prediction=prediction, t1=t1,
+            noise_scale=noise_scale, seed=seed, indices=indices, cond=cond,
+        )  # fmt: skip
+        return sample_sde_per_sample(
+            counted, x, "edm", grid, t0, end, (nfe + 1) // 2, noise, grid_options,
+            return_trajectory, S_churn=S_churn, S_tmin=S_tmin, S_tmax=S_tmax, S_noise=S_noise,
+            noise_scale=noise_scale,
+        )  # fmt: skip
     counted, times, noise = setup(
         field, x, nfe, grid, "edm", lambda n: (n + 1) // 2, 1, path=path,
         prediction=prediction, t0=t0, t1=t1, noise_scale=noise_scale, seed=seed,

@@ -13,3 +13,7 @@ ADAPTIVE_METHODS = ("dopri5", "bosh3", "adaptive_heun", "dopri8")
 ODE_METHODS = SINGLE_STEP_NAMES + DATA_PREDICTION_METHODS + ADAPTIVE_METHODS
 SDE_METHODS = ("euler_maruyama", "flow_sde", "edm", "pc")
 GBM_SAMPLERS = ("multiplicative", "additive")
+MCMC_METHODS = ("dmcmc",)
+"""Samplers that run chains before integrating (:mod:`flowkit.mcmc`); not a solver method."""
+MCMC_INTEGRATORS = ("edm", "euler_maruyama", "flow_sde", "euler", "midpoint", "heun", "rk4")
+"""The integrators denoising MCMC can finish with (per-sample start times)."""

@@ -23,7 +23,8 @@ Construction (a counter-based generator, as Philox is for JAX and cuRAND):
 
 Streams: :data:`NOISE_STREAM` (initial noise), :data:`INCREMENT_STREAM` (SDE increments,
 step ``s`` of a sample of ``n`` numbers reads positions ``[s n', (s + 1) n')`` where
-``n'`` is ``n`` rounded up to even), :data:`LABEL_STREAM` (class labels).
+``n'`` is ``n`` rounded up to even), :data:`LABEL_STREAM` (class labels),
+:data:`MCMC_STREAM` and :data:`MCMC_GIBBS_STREAM` (denoising MCMC chains, keyed by chain).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from torch import Tensor
 NOISE_STREAM = 0
 INCREMENT_STREAM = 1
 LABEL_STREAM = 2
+MCMC_STREAM = 3
+"""Denoising MCMC: the Langevin noise of chain ``i`` (index = chain)."""
+MCMC_GIBBS_STREAM = 4
+"""Denoising MCMC: the uniforms of chain ``i``'s posterior Gibbs draws of the noise level."""
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MUL1 = np.uint64(0xBF58476D1CE4E5B9)

@@ -139,7 +139,7 @@ def sample_ode(
     *,
     path: AffinePath | None = None,
     prediction: str | None = None,
-    t0: float | None = None,
+    t0: float | Tensor | None = None,
     t1: float | None = None,
     rtol: float = 1e-5,
     atol: float = 1e-5,
@@ -166,6 +166,8 @@ def sample_ode(
         t0: the start time (defaults to ``path.t_min(prediction)``: 0 for velocity and data
             predictions, 1e-3 for epsilon and score on the rectified path; see the module
             docstring). A ``t0`` or user grid that starts below it raises ``ValueError``.
+            A ``(B,)`` tensor starts each sample at its own time, on its own grid with the
+            same budget (fixed-step single-step methods; :mod:`flowkit.solvers.per_sample`).
         t1: the final time (defaults to :func:`end_time`: ``path.t_max``, 1 on the rectified
             path; 1 for ``ddim``).
         final_euler: Heun only: take the last step with Euler, as EDM does (the corrector
@@ -176,6 +178,19 @@ def sample_ode(
     velocity = VelocityField(field, path, prediction, cond)
     t0 = velocity.start_time if t0 is None else t0
     t1 = end_time(velocity.path, method) if t1 is None else t1
+    if isinstance(t0, Tensor) and t0.dim() == 1:  # per-sample start times
+        from flowkit.solvers.per_sample import sample_ode_per_sample
+
+        if method in ADAPTIVE_METHODS or not isinstance(grid, str):
+            raise ValueError(
+                f"per-sample t0 takes a fixed-step method and a named grid, got "
+                f"method={method!r}, grid={grid!r}"
+            )
+        steps = steps_for_budget(method, nfe, final_euler)
+        return sample_ode_per_sample(
+            velocity, x, nfe, method, grid, t0, t1, steps, grid_options, final_euler,
+            return_trajectory,
+        )  # fmt: skip
     if method in ADAPTIVE_METHODS:
         velocity.check_start(t0)
         with torch.no_grad():

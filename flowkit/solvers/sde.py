@@ -183,7 +183,7 @@ def sample_sde(
     *,
     path: AffinePath | None = None,
     prediction: str | None = None,
-    t0: float | None = None,
+    t0: float | Tensor | None = None,
     t1: float | None = None,
     noise_scale: float = 1.0,
     seed: int = 0,
@@ -209,7 +209,8 @@ def sample_sde(
             ``field.prediction`` or ``"velocity"``).
         t0, t1: the time span; defaults the field's start time (``path.t_min(prediction)``,
             0 unless an epsilon or score field would divide by ``alpha(0) = 0``) and
-            ``path.t_max``.
+            ``path.t_max``. A ``(B,)`` tensor ``t0`` starts each sample at its own time
+            (``euler_maruyama``, ``flow_sde``, ``edm``; :mod:`flowkit.solvers.per_sample`).
         noise_scale: multiplies the diffusion ``eps(t)`` (0 gives the ODE); for ``edm``
             it multiplies ``S_churn``.
         seed, indices: sample ``k`` of the batch draws its increments from the generator
@@ -223,6 +224,8 @@ def sample_sde(
     if method not in SDE_METHODS:
         raise ValueError(f"unknown SDE method {method!r}; expected one of {list(SDE_METHODS)}")
     check_options(method, method_options)
+    if method == "pc" and isinstance(t0, Tensor) and t0.dim() == 1:
+        raise ValueError("per-sample t0 takes euler_maruyama, flow_sde or edm, not method 'pc'")
     common = dict(
         path=path, prediction=prediction, t0=t0, t1=t1, noise_scale=noise_scale, seed=seed,
         indices=indices, grid_options=grid_options, return_trajectory=return_trajectory,
@@ -236,6 +239,17 @@ def sample_sde(
         from flowkit.solvers.predictor_corrector import sample_pc
 
         return sample_pc(field, x, nfe, grid, **common, **method_options)  # type: ignore[arg-type]
+    if isinstance(t0, Tensor) and t0.dim() == 1:  # per-sample start times
+        from flowkit.solvers.per_sample import sample_sde_per_sample, setup_per_sample
+
+        counted, noise, end = setup_per_sample(
+            field, x, nfe, grid, method, 1, path=path, prediction=prediction, t1=t1,
+            noise_scale=noise_scale, seed=seed, indices=indices, cond=cond,
+        )  # fmt: skip
+        return sample_sde_per_sample(
+            counted, x, method, grid, t0, end, nfe, noise, grid_options, return_trajectory,
+            diffusion_sq=lambda t: _diffusion(method, counted.path, t, noise_scale),
+        )  # fmt: skip
     counted, times, noise = setup(
         field, x, nfe, grid, method, lambda n: n, 1, path=path, prediction=prediction,
         t0=t0, t1=t1, noise_scale=noise_scale, seed=seed, indices=indices, cond=cond,
