@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from flowkit.paths import AffinePath, check_prediction, rectified
+from flowkit.paths import PATHS, AffinePath, check_prediction, get_path, rectified
 
 
 class Evaluation:
@@ -43,6 +43,20 @@ class Evaluation:
         return self.as_("score")
 
 
+def recorded_path(field: Callable[..., Tensor]) -> AffinePath:
+    """The path a field says it lives on: its own ``path`` attribute (a diffusers teacher's
+    discrete VP path), or the ``path`` / ``path_kwargs`` its config records (every saved
+    flowkit model), else the rectified path (a plain function)."""
+    own = vars(field).get("path") if hasattr(field, "__dict__") else None
+    if isinstance(own, AffinePath):
+        return own
+    config = getattr(field, "config", None)
+    name = config.get("path") if isinstance(config, dict) else None
+    if isinstance(name, str) and name in PATHS:
+        return get_path(name, **(config.get("path_kwargs") or {}))
+    return rectified()
+
+
 class VelocityField:
     """``field(x, t, **cond)`` seen as a velocity ``v(x, t)``, counting its calls.
 
@@ -65,8 +79,7 @@ class VelocityField:
         cond: dict | None = None,
     ) -> None:
         self.field = field
-        own_path = getattr(field, "path", None)  # e.g. a diffusers teacher's discrete VP path
-        self.path = path or (own_path if isinstance(own_path, AffinePath) else rectified())
+        self.path = path or recorded_path(field)
         self.prediction = check_prediction(prediction or getattr(field, "prediction", "velocity"))
         self.cond = cond or {}
         self.calls = 0

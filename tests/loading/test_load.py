@@ -11,6 +11,7 @@ import torch
 import flowkit
 from flowkit.loading import LoadedModel, load
 from flowkit.models import MLPField
+from flowkit.paths import get_path
 from flowkit.pipelines import FlowEulerScheduler, RectifiedFlowPipeline
 from flowkit.solvers import sample_ode, seeded_noise
 from flowkit.training import Trainer, load_config
@@ -57,8 +58,10 @@ def test_a_saved_vp_model_samples_identically_from_every_source(vp_run: Path) ->
     torch.testing.assert_close(by_pipeline, draws[0], rtol=1e-5, atol=1e-5)
     by_solver = sample_ode(loaded[0].field, x0, 4, path=loaded[0].path).x
     torch.testing.assert_close(by_solver, draws[0], rtol=0, atol=0)
-    rectified = sample_ode(loaded[0].field, x0, 4).x  # the old silent default
-    assert not torch.allclose(rectified, draws[0], atol=1e-3)
+    itself = sample_ode(loaded[0].field, x0, 4).x  # the field's config names its path
+    torch.testing.assert_close(itself, draws[0], rtol=0, atol=0)
+    rectified = sample_ode(loaded[0].field, x0, 4, path=get_path("rectified")).x
+    assert not torch.allclose(rectified, draws[0], atol=1e-3)  # the old silent default
 
 
 def test_the_model_config_records_its_path(vp_run: Path) -> None:
