@@ -16,13 +16,20 @@ Three measurements, in one run, on the same data:
     extractor when available, else a local CNN) through ``FeatureStats`` against its bare
     forward pass, interleaved rounds, median.
 
+(d) ``--only rank``: the Fréchet distance with fewer samples than dimensions (covariances of
+    ``--rank-num`` = 2000 features of D = 2048, rank 1999) against the full-rank case (6144
+    features), flowkit (pivoted Cholesky when singular) vs the former eigh fallback vs
+    torchmetrics' ``_compute_fid``; interleaved rounds, median process CPU time and wall time.
+
     python benchmarks/fid.py                      # 2 x 50k features
     python benchmarks/fid.py --num 20000 --out benchmarks/results/fid.md
+    python benchmarks/fid.py --only rank --threads 1 --out benchmarks/results/fid_rank.md
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -135,6 +142,71 @@ def from_statistics(a: FeatureStats, b: FeatureStats) -> list[str]:
     return rows
 
 
+def former_eigh_path(mu1, s1, mu2, s2) -> float:
+    """flowkit's Fréchet distance before the pivoted Cholesky: Cholesky of either side, else a
+    full ``eigh`` square-root factor of ``s1`` (the rank-deficient fallback)."""
+    factor, info = torch.linalg.cholesky_ex(s1)
+    other = s2
+    if int(info) != 0:
+        factor, info = torch.linalg.cholesky_ex(s2)
+        other = s1
+    if int(info) != 0:
+        w, v = torch.linalg.eigh(s1)
+        w = torch.where(w > w.amax() * s1.shape[0] * torch.finfo(w.dtype).eps, w, 0.0)
+        factor, other = v * w.sqrt(), s2
+    product = factor.T @ other @ factor
+    lam = torch.linalg.eigvalsh((product + product.T) / 2)
+    lam = torch.where(lam > lam.amax() * lam.shape[0] * torch.finfo(lam.dtype).eps, lam, 0.0)
+    return float((mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * lam.sqrt().sum())
+
+
+def rank_deficient(args) -> list[str]:
+    """(d): time of each method on rank-deficient and full-rank covariances, interleaved."""
+    sources = [FeatureSource(args.dim, 1), FeatureSource(args.dim, 2)]
+    cases = {}
+    for label, num in (("rank-deficient", args.rank_num), ("full rank", 3 * args.dim)):
+        feats = [src.chunk(0, num).double() for src in sources]
+        cases[label] = [t for f in feats for t in (f.mean(0), torch.cov(f.T))]
+    methods = {
+        "flowkit `frechet_distance`": lambda c: frechet_distance(*c),
+        "flowkit, hint from the count (as `fid_from_stats`)": lambda c: frechet_distance(
+            *c, rank_deficient=c is cases["rank-deficient"]
+        ),
+        "former flowkit (eigh fallback)": lambda c: former_eigh_path(*c),
+        "torchmetrics `_compute_fid`": lambda c: float(_compute_fid(*c)),
+    }
+    cpu = {(m, c): [] for m in methods for c in cases}
+    wall = {(m, c): [] for m in methods for c in cases}
+    value = {}
+    jobs = [(m, c) for m in methods for c in cases]
+    for r in range(args.rank_rounds):
+        for m, c in jobs[r % len(jobs) :] + jobs[: r % len(jobs)]:  # rotate the order
+            t0, w0 = time.process_time(), time.perf_counter()
+            value[m, c] = methods[m](cases[c])
+            cpu[m, c].append(time.process_time() - t0)
+            wall[m, c].append(time.perf_counter() - w0)
+    med = {k: statistics.median(v) for k, v in cpu.items()}
+    ref = med["flowkit `frechet_distance`", "full rank"]
+    rows = [
+        f"Covariances of {args.rank_num} (rank-deficient, rank {args.rank_num - 1}) and "
+        f"{3 * args.dim} (full rank) features, D = {args.dim}; median of {args.rank_rounds} "
+        "interleaved rounds. `x flowkit full rank` = CPU time over flowkit's full-rank time. "
+        "The hint row passes `rank_deficient=True` for the covariance of N <= D samples (what "
+        "`fid_from_stats` does from the counts), which skips the failing plain Cholesky.",
+        "",
+        "| method | covariances | CPU s | wall s | x flowkit full rank | FD "
+        "| rel. diff to flowkit |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for m, c in jobs:
+        fk = value["flowkit `frechet_distance`", c]
+        rows.append(
+            f"| {m} | {c} | {med[m, c]:.2f} | {statistics.median(wall[m, c]):.2f} | "
+            f"{med[m, c] / ref:.2f} | {value[m, c]:.10g} | {rel(value[m, c], fk)} |"
+        )
+    return rows
+
+
 def small_network() -> tuple[nn.Module, str]:
     try:
         from flowkit.evaluation.features import get_extractor
@@ -212,12 +284,32 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="throughput rounds")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="also write the tables here")
+    parser.add_argument("--only", choices=["rank"], default=None, help="run only part (d)")
+    parser.add_argument("--rank-num", type=int, default=2000, help="(d): samples, < --dim")
+    parser.add_argument("--rank-rounds", type=int, default=3, help="(d): interleaved rounds")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "python benchmarks/fid.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None
     )
+    if args.only == "rank":
+        lines = [
+            f"# Fréchet distance with fewer samples than dimensions (D = {args.dim})",
+            "",
+            f"Machine: {machine(args)} Load average before the run: {os.getloadavg()}.",
+            f"Command: `{command}`",
+            "",
+            "## (d) Rank-deficient vs full-rank covariances",
+            "",
+            *rank_deficient(args),
+        ]
+        text = "\n".join(lines) + "\n"
+        print(text)
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text)
+        return
     feature_rows, a, b = from_features(args)
     lines = [
         f"# FID from {args.dim}-dimensional features: flowkit, pytorch-fid (scipy), torchmetrics",

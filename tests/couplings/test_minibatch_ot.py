@@ -223,21 +223,27 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_across_ranks_two_processes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", [pytest.param("torchrun", marks=pytest.mark.slow), "fork"])
+def test_across_ranks_two_processes(tmp_path: Path, launcher: str, fork_ranks) -> None:
+    """The worker under torchrun (slow), and in two ranks forked from this process with
+    torchrun's environment (the default suite's fast counterpart; same asserts)."""
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(worker),
-        str(tmp_path),
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    if launcher == "fork":
+        fork_ranks(worker, [tmp_path])
+    else:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(worker),
+            str(tmp_path),
+        ]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
     for conditional in (0, 1):
         parts = [torch.load(tmp_path / f"rank{r}-{conditional}.pt") for r in range(2)]
         # the two ranks together hold every noise point exactly once

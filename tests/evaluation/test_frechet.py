@@ -142,3 +142,66 @@ def test_custom_network_fid_matches_torchmetrics() -> None:
     expected = float(metric.compute())
     assert expected > 0.01
     assert fid_from_stats(sr, sf) == pytest.approx(expected, rel=1e-4)
+
+
+def eigh_reference(cov1: torch.Tensor, cov2: torch.Tensor) -> float:
+    """The former path: Cholesky of either side, else a full ``eigh`` square-root factor."""
+    factor, info = torch.linalg.cholesky_ex(cov1)
+    other = cov2
+    if int(info) != 0:
+        factor, info = torch.linalg.cholesky_ex(cov2)
+        other = cov1
+    if int(info) != 0:
+        w, v = torch.linalg.eigh(cov1)
+        w = torch.where(w > w.amax() * cov1.shape[0] * torch.finfo(w.dtype).eps, w, 0.0)
+        factor, other = v * w.sqrt(), cov2
+    product = factor.T @ other @ factor
+    lam = torch.linalg.eigvalsh((product + product.T) / 2)
+    lam = torch.where(lam > lam.amax() * lam.shape[0] * torch.finfo(lam.dtype).eps, lam, 0.0)
+    return float(cov1.trace() + cov2.trace() - 2 * lam.sqrt().sum())
+
+
+@pytest.mark.parametrize("n1, n2", [(400, 300), (60, 300), (60, 90), (300, 40)])
+@pytest.mark.parametrize("lapack", [True, False])
+def test_rank_deficient_path_equals_the_eigh_path(n1, n2, lapack, monkeypatch) -> None:
+    """Full rank (N > D), one side and both sides rank deficient (N < D): the pivoted
+    Cholesky (CPU) and truncated eigh (other devices) factors give the former value."""
+    from scipy.linalg import lapack as scipy_lapack
+
+    if not lapack:  # the off-CPU route: dpstrf reports an error, eigh takes over
+        monkeypatch.setattr(scipy_lapack, "dpstrf", lambda a, lower: (a, None, 0, -1))
+    g = torch.Generator().manual_seed(n1 + n2)
+    d = 128
+    mix = torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5
+    x = torch.randn(n1, d, generator=g, dtype=torch.float64) @ mix
+    y = torch.randn(n2, d, generator=g, dtype=torch.float64) @ mix * 1.2 + 0.1
+    c1, c2 = torch.cov(x.T), torch.cov(y.T)
+    zero = torch.zeros(d, dtype=torch.float64)
+    value = frechet_distance(zero, c1, zero, c2)
+    reference = eigh_reference(c1, c2)
+    assert value == pytest.approx(reference, rel=1e-10, abs=1e-10 * float(c1.trace()))
+    assert frechet_distance(zero, c2, zero, c1) == pytest.approx(reference, rel=1e-10)
+    # the hint skips the Cholesky attempt; the value is the same, full rank or not
+    hinted = frechet_distance(zero, c1, zero, c2, rank_deficient=True)
+    assert hinted == pytest.approx(reference, rel=1e-10, abs=1e-10 * float(c1.trace()))
+
+
+def test_fid_from_stats_factors_the_side_with_fewer_samples_than_dimensions(monkeypatch) -> None:
+    import flowkit.evaluation.frechet as frechet
+
+    g = torch.Generator().manual_seed(11)
+    few = FeatureStats.from_features(torch.randn(30, 64, generator=g, dtype=torch.float64))
+    many = FeatureStats.from_features(torch.randn(500, 64, generator=g, dtype=torch.float64) + 1)
+    seen = []
+    original = frechet.trace_sqrt_product
+    monkeypatch.setattr(
+        frechet,
+        "trace_sqrt_product",
+        lambda c1, c2, rank_deficient=False: seen.append(rank_deficient) or original(c1, c2),
+    )
+    expected = eigh_reference(few.covariance, many.covariance)
+    expected += float((few.mean - many.mean).square().sum())
+    for a, b in ((few, many), (many, few)):
+        assert fid_from_stats(a, b) == pytest.approx(expected, rel=1e-10)
+    assert seen == [True, True]
+    assert fid_from_stats(many, many) == pytest.approx(0.0, abs=1e-8) and seen[-1] is False
