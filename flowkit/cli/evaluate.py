@@ -15,6 +15,8 @@ STATS_EXAMPLES = """examples:
 FID_EXAMPLES = """examples:
   flowkit fid runs/digits --nfe 4 --num 2000 --ref refs/digits.npz
   flowkit fid samples.safetensors --ref refs/digits.npz
+  flowkit fid runs/digits --method dmcmc --estimator runs/digits_noise_level --nfe 10 \\
+      --num 2000 --ref refs/digits.npz   # denoising MCMC: correlated chain outputs
   flowkit fid /data/generated_pngs --ref refs/cifar10.npz --features inception
   torchrun --standalone --nproc_per_node=8 -m flowkit fid runs/cifar10 --nfe 1 -n 50000 \\
       --ref refs/cifar10.npz   # -n: torchrun takes --num for its --numa-binding
@@ -81,11 +83,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fid.add_argument(
         "--method",
         default=None,
-        help="models: the sampler (default: euler; a multiplicative model's own sampler)",
+        help="models: the sampler (default: euler; a multiplicative model's own sampler; "
+        "dmcmc: denoising MCMC, --nfe counting chain steps + integrator calls per sample)",
     )
     fid.add_argument("--seed", type=int, default=0)
     fid.add_argument("--json", dest="json_out", default=None, help="also write the result here")
     _common(fid)
+    from flowkit.cli.sample import add_dmcmc_arguments
+
+    add_dmcmc_arguments(fid)
     fid.set_defaults(run=run_fid)
 
 
@@ -115,11 +121,13 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_fid(args: argparse.Namespace) -> int:
+    from flowkit.cli.sample import dmcmc_options
     from flowkit.distributed import init_distributed, shutdown_and_exit
     from flowkit.evaluation.fid import fid
     from flowkit.files import write_text
 
     info = init_distributed(args.device)
+    options = dmcmc_options(args) if args.method == "dmcmc" else None
     result = fid(
         args.source,
         args.ref,
@@ -135,6 +143,7 @@ def run_fid(args: argparse.Namespace) -> int:
         device=info.device,
         progress=not args.no_progress,
         autocast_dtype=_autocast(args),
+        sampler_options=options,
     )
     if info.is_main:
         text = json.dumps(result.to_dict())

@@ -25,7 +25,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from flowkit.solvers.names import (
         GBM_SAMPLERS,
         GRIDS,
-        MCMC_INTEGRATORS,
         MCMC_METHODS,
         ODE_METHODS,
         SDE_METHODS,
@@ -67,11 +66,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=GRIDS,
         help="time grid of fixed-step methods (default uniform; edm for dmcmc's integrator)",
     )
+    add_dmcmc_arguments(parser)
+    parser.add_argument("--rtol", type=float, default=1e-5, help="adaptive methods")
+    parser.add_argument("--atol", type=float, default=1e-5, help="adaptive methods")
+    parser.add_argument(
+        "--noise-scale",
+        type=float,
+        default=1.0,
+        help="SDE methods: multiplies the diffusion (0 gives the ODE)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:k]'")
+    parser.set_defaults(run=run)
+
+
+def add_dmcmc_arguments(parser: argparse.ArgumentParser) -> None:
+    """The knobs of ``--method dmcmc`` (shared by ``flowkit sample`` and ``flowkit fid``)."""
+    from flowkit.solvers.names import MCMC_INTEGRATORS
+
     mcmc = parser.add_argument_group("denoising MCMC (--method dmcmc)")
     mcmc.add_argument("--estimator", default=None,
-                      help="a saved noise-level classifier (a directory with its config.json, "
-                      "or a run / pipeline holding estimator/); default: the training-free "
-                      "score-norm estimator")  # fmt: skip
+                      help="a saved noise-level classifier: a run of objective.kind "
+                      "noise_level, a directory with its config.json, or a pipeline holding "
+                      "estimator/; default: the training-free score-norm estimator")  # fmt: skip
     mcmc.add_argument("--chains", type=int, default=64, help="parallel chains (default 64)")
     mcmc.add_argument("--skip", type=int, default=5, help="chain steps per sample (default 5)")
     mcmc.add_argument("--step-size", type=float, default=0.5, help="Langevin eta (default 0.5)")
@@ -85,18 +103,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mcmc.add_argument("--integrator", default="edm", choices=MCMC_INTEGRATORS,
                       help="the solver that finishes each chain state (default edm)")  # fmt: skip
     mcmc.add_argument("--burn-in", type=int, default=20, help="chain steps before sampling")
-    parser.add_argument("--rtol", type=float, default=1e-5, help="adaptive methods")
-    parser.add_argument("--atol", type=float, default=1e-5, help="adaptive methods")
-    parser.add_argument(
-        "--noise-scale",
-        type=float,
-        default=1.0,
-        help="SDE methods: multiplies the diffusion (0 gives the ODE)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda[:k]'")
-    parser.set_defaults(run=run)
+
+
+def dmcmc_options(args: argparse.Namespace) -> dict:
+    """``LoadedModel.sample(method="dmcmc", **options)`` from :func:`add_dmcmc_arguments`'s
+    flags; chains share network calls ``--batch-size`` at a time (results do not depend on
+    it)."""
+    return {
+        "estimator": args.estimator, "gibbs": args.gibbs, "chains": args.chains,
+        "skip": args.skip, "step_size": args.step_size, "step_rule": args.step_rule,
+        "num_levels": args.levels, "s_min": args.s_min, "s_max": args.s_max,
+        "integrator": args.integrator, "burn_in": args.burn_in,
+        "chain_batch_size": min(args.batch_size, args.chains),
+    }  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,38 +182,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_dmcmc(args: argparse.Namespace, model, out: Path) -> int:
-    """``--method dmcmc``: chains persist across batches; ``--batch-size`` chains share a
-    network call (results do not depend on it)."""
+    """``--method dmcmc`` through :meth:`LoadedModel.sample`: chains persist across rounds;
+    ``--batch-size`` chains share a network call (results do not depend on it)."""
     from flowkit.data import save_image_grid, save_scatter
     from flowkit.files import save_tensors
-    from flowkit.mcmc import ClassifierEstimator, DenoisingMCMC, LangevinGibbs, level_grid
-    from flowkit.mcmc.estimators import load_estimator
 
-    if model.kind == "multiplicative":
-        raise ValueError(
-            f"--method dmcmc needs a model on an affine path; {args.model!r} is a "
-            "multiplicative (GBM) model, which has no noise scale sigma/alpha to run chains on"
-        )
-    if model.num_classes is not None:
-        raise ValueError(f"--method dmcmc samples unconditional models; {args.model!r} has "
-                         f"{model.num_classes} classes")  # fmt: skip
-    levels = level_grid(args.levels, args.s_min, args.s_max)
-    estimator = None
-    if args.estimator is not None:
-        classifier = load_estimator(args.estimator).to(model.device)
-        classifier.check_compatible(model.sample_shape, levels)
-        estimator = ClassifierEstimator(classifier, args.gibbs)
-    chains = LangevinGibbs(
-        model.field, model.sample_shape, path=model.path, prediction=model.prediction,
-        levels=levels, estimator=estimator, step_size=args.step_size, step_rule=args.step_rule,
-        num_chains=args.chains, chain_batch_size=min(args.batch_size, args.chains),
-        seed=args.seed, device=model.device,
-    )  # fmt: skip
-    sampler = DenoisingMCMC(chains, skip=args.skip, method=args.integrator,
-                            grid=args.grid or "edm", burn_in=args.burn_in)  # fmt: skip
     nfe = 10 if args.nfe is None else args.nfe
     tic = time.perf_counter()
-    result = sampler.sample(args.num, nfe)
+    result = model.sample(range(args.num), args.seed, nfe, "dmcmc", args.grid,
+                          **dmcmc_options(args))  # fmt: skip
     seconds = time.perf_counter() - tic
     x = result.x.cpu()
     if out.suffix == ".safetensors":

@@ -159,12 +159,16 @@ def fid(
     progress: bool = True,
     autocast_dtype: torch.dtype | None = None,
     skip_corrupt: bool = False,
+    sampler_options: dict | None = None,
 ) -> FIDResult:
     """FID of ``source`` (a model drawn on the fly, an image folder, a built-in image set or
     a ``.safetensors`` of samples) against the statistics file ``ref``.
 
     A model needs ``nfe`` and ``num``; its sample ``i`` starts from noise seeded by
     ``(seed, i)``. ``features="auto"`` uses the reference's extractor when it names one.
+    ``sampler_options`` go to the model's ``sample`` (``method="dmcmc"``: denoising MCMC's
+    settings; its samples are correlated outputs of persistent chains, and the recorded
+    ``nfe`` is the counted chain + integrator calls per sample, burn-in apart).
     """
     reference = load_stats(ref)
     if features == "auto" and reference.extractor != UNKNOWN:
@@ -178,7 +182,14 @@ def fid(
         if num is None or (nfe is None and method not in ADAPTIVE_METHODS):
             raise ValueError("sampling a model for FID needs --num, and --nfe unless adaptive")
         draws = iter_model_samples(
-            source, rank_indices(num, rank, world), batch_size, nfe, method, seed, device
+            source,
+            rank_indices(num, rank, world),
+            batch_size,
+            nfe,
+            method,
+            seed,
+            device,
+            sampler_options,
         )
         batches = (_record(images, n, used_nfe) for images, n in draws)
     else:

@@ -161,12 +161,16 @@ def iter_model_samples(
     method: str | None = None,
     seed: int = 0,
     device: torch.device | None = None,
+    options: dict | None = None,
 ) -> Iterator[tuple[Tensor, int]]:
     """``(images in [-1, 1], nfe used)`` drawn from a saved model (:func:`flowkit.load`),
-    sample ``i`` from ``(seed, i)``; ``method`` None is Euler (a GBM model's own sampler)."""
+    sample ``i`` from ``(seed, i)``; ``method`` None is Euler (a GBM model's own sampler).
+    ``options`` go to :meth:`~flowkit.loading.LoadedModel.sample` (for ``method="dmcmc"``
+    its chain settings: the chains persist across batches, so the samples are correlated
+    MCMC outputs; the ``nfe`` is the counted chain + integrator calls per sample)."""
     from flowkit.loading import load
 
     model = load(model_dir).to(device or torch.device("cpu"))
     for batch in _batches(indices, batch_size):
-        result = model.sample(batch, seed, nfe=nfe, method=method)
+        result = model.sample(batch, seed, nfe=nfe, method=method, **(options or {}))
         yield result.x.clamp(-1, 1), result.nfe

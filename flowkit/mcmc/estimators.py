@@ -137,11 +137,15 @@ class NoiseLevelClassifier(ModelMixin, ConfigMixin):
 
 
 def noise_level_loss(
-    classifier: NoiseLevelClassifier, x1: Tensor, generator: torch.Generator | None = None
+    classifier: nn.Module,
+    x1: Tensor,
+    generator: torch.Generator | None = None,
+    levels: Tensor | None = None,
 ) -> Tensor:
     """Per-sample cross-entropy ``(B,)`` of the classifier on ``y = x1 + s_k eps``, ``k`` uniform
-    on the grid (the authors' training objective)."""
-    levels = classifier.levels.to(x1.device, x1.dtype)
+    on the grid (the authors' training objective). ``levels``: the grid, default the
+    classifier's own (pass it for a wrapped classifier: DDP, ``torch.compile``)."""
+    levels = (classifier.levels if levels is None else levels).to(x1.device, x1.dtype)
     k = torch.randint(0, len(levels), (x1.shape[0],), generator=generator, device=x1.device)
     eps = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
     s = levels[k].reshape(-1, *([1] * (x1.dim() - 1)))
@@ -158,7 +162,9 @@ def fit_noise_level_classifier(
 ) -> NoiseLevelClassifier:
     """Train ``classifier`` in place with Adam on :func:`noise_level_loss` over minibatches
     of ``data (N, *sample_shape)`` (drawn with replacement, seeded); returns it in eval mode.
-    A minimal loop for small problems; ``flowkit train`` support is not wired yet."""
+    A minimal loop for small problems; ``flowkit train`` with ``objective.kind: noise_level``
+    trains the same loss (:class:`flowkit.mcmc.objective.NoiseLevelObjective`) with the
+    trainer's EMA, checkpoints and resume."""
     generator = torch.Generator(device=data.device).manual_seed(seed)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
     classifier.train()
@@ -234,19 +240,46 @@ class ScoreNormEstimator:
 
 def load_estimator(source: str | os.PathLike) -> NoiseLevelClassifier:
     """A saved :class:`NoiseLevelClassifier` (safetensors only) from ``source``: its own
-    folder (``config.json`` + weights), or a run / pipeline directory holding ``estimator/``
-    (or ``pipeline/estimator/``)."""
+    folder (``config.json`` + weights), a ``flowkit train`` run of ``objective.kind:
+    noise_level`` (which saves it as ``RUN/pipeline/``), or a directory holding
+    ``estimator/`` (a saved ``DMCMCPipeline``, or a run of one)."""
     root = Path(source)
-    for folder in (root, root / "estimator", root / "pipeline" / "estimator"):
+    folder = estimator_dir(root)
+    if folder is None:
+        raise FileNotFoundError(
+            f"no noise-level estimator in {str(root)!r}: expected config.json and "
+            "diffusion_pytorch_model.safetensors there, under pipeline/ (a run of "
+            "objective.kind noise_level) or under estimator/"
+        )
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("_class_name") != "NoiseLevelClassifier":
+        name = config.get("_class_name")
+        raise ValueError(
+            f"{str(folder / 'config.json')!r} is a {name!r}, not a NoiseLevelClassifier"
+        )
+    return NoiseLevelClassifier.from_pretrained(folder, use_safetensors=True).eval()
+
+
+def estimator_dir(root: str | os.PathLike) -> Path | None:
+    """The folder under ``root`` holding a saved classifier's ``config.json`` (``root``,
+    ``root/pipeline``, ``root/estimator``, ``root/pipeline/estimator``: the first that has a
+    ``config.json``), or None."""
+    root = Path(root)
+    candidates = (root, root / "pipeline", root / "estimator", root / "pipeline" / "estimator")
+    for folder in candidates:
         if (folder / "config.json").is_file():
+            return folder
+    return None
+
+
+def is_estimator(root: str | os.PathLike) -> bool:
+    """Whether ``root`` (or its ``pipeline/``) is a saved :class:`NoiseLevelClassifier`."""
+    root = Path(root)
+    for folder in (root, root / "pipeline"):
+        try:
             config = json.loads((folder / "config.json").read_text())
-            if config.get("_class_name") != "NoiseLevelClassifier":
-                name = config.get("_class_name")
-                raise ValueError(
-                    f"{str(folder / 'config.json')!r} is a {name!r}, not a NoiseLevelClassifier"
-                )
-            return NoiseLevelClassifier.from_pretrained(folder, use_safetensors=True).eval()
-    raise FileNotFoundError(
-        f"no noise-level estimator in {str(root)!r}: expected config.json and "
-        "diffusion_pytorch_model.safetensors there or under estimator/"
-    )
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict) and config.get("_class_name") == "NoiseLevelClassifier":
+            return True
+    return False

@@ -200,3 +200,60 @@ def sample_dmcmc(
         burn_in=burn_in, tweedie=tweedie, s_init=s_init, warm_start_nfe=warm_start_nfe,
     )  # fmt: skip
     return sampler.sample(num, nfe)
+
+
+class DMCMCStream:
+    """Outputs of denoising MCMC by global index, for callers that ask in batches of
+    indices (``flowkit fid``, :meth:`flowkit.loading.LoadedModel.sample`).
+
+    Output ``i`` is chain ``i mod num_chains``'s output of round ``i // num_chains`` of the
+    sampler that ``make()`` builds; it depends on ``(seed, i)`` and the settings alone (the
+    chain noise is seeded per chain, the integrator's per output index), never on how the
+    indices are batched. The chains persist: asking for indices in increasing order runs
+    every round once. A round is computed whole and kept until a later call asks for no
+    index of it; asking again for an index of a round already dropped starts the chains
+    afresh from ``make()`` and replays them (same values, paid again). A process that asks
+    for every ``W``-th index (a rank of ``torchrun``) still runs every chain of every round
+    it touches.
+    """
+
+    def __init__(self, make: Callable[[], DenoisingMCMC], nfe: int) -> None:
+        self.make, self.nfe = make, int(nfe)
+        self.sampler: DenoisingMCMC | None = None
+        self.done = 0  # rounds run by the current sampler
+        self.kept: dict[int, DMCMCResult] = {}
+
+    def _restart(self) -> None:
+        self.sampler, self.done, self.kept = self.make(), 0, {}
+        self.sampler.integrator_budget(self.nfe)  # a bad nfe fails before any chain step
+
+    def take(self, indices: list[int]) -> DMCMCResult:
+        """Outputs ``indices`` (in that order), with the per-output cost of their rounds;
+        ``burn_in_nfe`` is what starting the chains cost in this call (0 when they ran)."""
+        if self.sampler is None:
+            self._restart()
+        size = self.sampler.chains.num_chains
+        wanted = sorted({i // size for i in indices})
+        if any(r < self.done and r not in self.kept for r in wanted):
+            self._restart()
+        burn = 0
+        while self.done <= wanted[-1]:
+            result = self.sampler.sample(size, self.nfe)
+            burn += result.burn_in_nfe
+            if self.done in wanted:
+                self.kept[self.done] = result
+            self.done += 1
+        self.kept = {r: v for r, v in self.kept.items() if r >= wanted[0]}
+        rows = [self.kept[i // size] for i in indices]
+        pick = torch.tensor([i % size for i in indices])
+        first = self.kept[wanted[0]]
+        return DMCMCResult(
+            x=torch.stack([r.x[int(c)] for r, c in zip(rows, pick, strict=True)]),
+            nfe=first.nfe,
+            chain_nfe=first.chain_nfe,
+            integrator_nfe=first.integrator_nfe,
+            estimator_calls=first.estimator_calls,
+            burn_in_nfe=burn,
+            levels=torch.stack([r.levels[int(c)] for r, c in zip(rows, pick, strict=True)]),
+            chains=pick,
+        )

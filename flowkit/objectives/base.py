@@ -10,7 +10,11 @@ couplings take them; the loss calls the field with ``class_labels=cond``) and su
 - ``boundaries``: for phased pairs, the times ``(K + 1,)`` at which it reads the teacher's
   states ``xb`` ``(B, K + 1, *D)`` from the batch (None: it reads none);
 - ``saved_as``: the pipeline the trainer saves the model in: ``"flow"`` (an ODE pipeline
-  on ``path``) or ``"multiplicative"`` (a GBM pipeline with :meth:`pipeline_settings`);
+  on ``path``), ``"multiplicative"`` (a GBM pipeline with :meth:`pipeline_settings`) or
+  ``"estimator"`` (the network alone, a diffusers-style component: a noise-level
+  classifier for denoising MCMC, which is no generative model);
+- ``has_samples``: whether the model it trains makes samples at all (False: the trainer
+  writes no sample snapshots);
 - :meth:`generate`: its own sampler for training snapshots (None: the flow sampler).
 """
 
@@ -21,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-SAVED_AS = ("flow", "multiplicative")
+SAVED_AS = ("flow", "multiplicative", "estimator")
 
 
 class Objective:
@@ -29,6 +33,7 @@ class Objective:
 
     needs_pairs: ClassVar[bool] = False
     saved_as: ClassVar[str] = "flow"
+    has_samples: ClassVar[bool] = True
     boundaries: Tensor | None = None
 
     def __call__(

@@ -19,7 +19,9 @@ below do it.
 What works offline (``HF_HUB_OFFLINE=1``), tested in ``tests/pipelines/test_pipelines.py``:
 
 - ``flowkit.pipelines.load_pipeline(DIR)``: picks ``RectifiedFlowPipeline``,
-  ``OneStepPipeline`` or ``MultiplicativePipeline`` (the GBM model) from ``model_index.json``.
+  ``OneStepPipeline``, ``MultiplicativePipeline`` (the GBM model) or ``DMCMCPipeline``
+  (denoising MCMC: ``model/``, ``scheduler/`` and an optional ``estimator/``) from
+  ``model_index.json``.
 - ``RectifiedFlowPipeline.from_pretrained(DIR)`` / ``OneStepPipeline.from_pretrained(DIR)``.
 - plain diffusers, ``DiffusionPipeline.from_pretrained(DIR)``: does NOT work. diffusers
   looks ``_class_name`` up in the ``diffusers`` namespace and raises
@@ -68,6 +70,7 @@ _SCHEDULER_CONFIG = "scheduler_config.json"
 
 
 def _pipeline_classes() -> dict[str, type[DiffusionPipeline]]:
+    from flowkit.pipelines.dmcmc import DMCMCPipeline
     from flowkit.pipelines.multiplicative import MultiplicativePipeline
     from flowkit.pipelines.one_step import OneStepPipeline
     from flowkit.pipelines.rectified_flow import RectifiedFlowPipeline
@@ -76,6 +79,7 @@ def _pipeline_classes() -> dict[str, type[DiffusionPipeline]]:
         "RectifiedFlowPipeline": RectifiedFlowPipeline,
         "OneStepPipeline": OneStepPipeline,
         "MultiplicativePipeline": MultiplicativePipeline,
+        "DMCMCPipeline": DMCMCPipeline,
     }
 
 
@@ -115,8 +119,8 @@ def check_pipeline_dir(path: str | os.PathLike) -> dict:
 
 def load_pipeline(path: str | os.PathLike, **kwargs) -> DiffusionPipeline:
     """Load a pipeline saved by ``save_pretrained(path)``, of the class its
-    ``model_index.json`` names (``RectifiedFlowPipeline``, ``OneStepPipeline`` or
-    ``MultiplicativePipeline``).
+    ``model_index.json`` names (``RectifiedFlowPipeline``, ``OneStepPipeline``,
+    ``MultiplicativePipeline`` or ``DMCMCPipeline``).
 
     Reads only JSON and safetensors, offline (``local_files_only=True``). ``kwargs`` go to
     ``from_pretrained`` (e.g. ``torch_dtype``).

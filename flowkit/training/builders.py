@@ -20,7 +20,7 @@ from flowkit.training.config import (
     RunConfig,
 )
 
-MODEL_KINDS = ("mlp", "unet")
+MODEL_KINDS = ("mlp", "unet", "classifier")
 COUPLINGS = {"independent": Independent, "minibatch_ot": MinibatchOT}
 
 
@@ -80,12 +80,22 @@ def build_model(
 
     The network's config records the path of ``objective`` (``"gbm"`` for the
     multiplicative objective), so that the saved model describes itself.
+    ``model.kind: classifier`` (with ``objective.kind: noise_level``, and only with it) is
+    a :class:`flowkit.mcmc.NoiseLevelClassifier` (see :func:`_noise_level_classifier`).
     """
     from flowkit.models import MLPField, unet
     from flowkit.models.field_utils import MULTIPLICATIVE
 
-    check_prediction(cfg.prediction)
     objective = objective or ObjectiveConfig()
+    if (cfg.kind == "classifier") != (objective.kind == "noise_level"):
+        raise ConfigError(
+            f"model.kind={cfg.kind!r} with objective.kind={objective.kind!r}: the noise-level "
+            "objective trains model.kind='classifier', and a classifier trains only on "
+            "objective.kind='noise_level'"
+        )
+    if cfg.kind == "classifier":
+        return _noise_level_classifier(cfg, dataset, objective)
+    check_prediction(cfg.prediction)
     recorded = {
         "path": MULTIPLICATIVE if objective.kind == "multiplicative" else objective.path,
         "path_kwargs": dict(objective.path_kwargs) or None,
@@ -132,7 +142,40 @@ def build_model(
     raise ConfigError(f"unknown model.kind {cfg.kind!r}; expected one of {list(MODEL_KINDS)}")
 
 
-OBJECTIVE_KINDS = ("flow_matching", "diffusion", "rectified_diffusion", "multiplicative")
+def _noise_level_classifier(cfg: ModelConfig, dataset: Dataset, objective: ObjectiveConfig):
+    """A fresh :class:`flowkit.mcmc.NoiseLevelClassifier` for ``dataset``'s sample shape on
+    the grid of ``objective.kwargs`` (``num_levels``, ``s_min``, ``s_max``); ``model.kwargs``:
+    ``hidden``, ``depth``, ``channels``."""
+    import inspect
+
+    from flowkit.mcmc.estimators import NoiseLevelClassifier
+    from flowkit.mcmc.objective import GRID_KEYS
+
+    defaults = ModelConfig()
+    for name in ("preset", "prediction", "class_conditional", "init_from"):
+        if getattr(cfg, name) != getattr(defaults, name):
+            raise ConfigError(f"model.{name} does not apply to model.kind 'classifier'")
+    allowed = set(inspect.signature(NoiseLevelClassifier).parameters) - {"sample_shape", *GRID_KEYS}
+    unknown = sorted(set(cfg.kwargs) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"model.kwargs.{unknown[0]} is not an option of model.kind 'classifier'; "
+            f"valid: {sorted(allowed)} (the grid is objective.kwargs {list(GRID_KEYS)})"
+        )
+    grid = {k: v for k, v in objective.kwargs.items() if k in GRID_KEYS}
+    try:
+        return NoiseLevelClassifier(tuple(dataset.sample_shape), **grid, **cfg.kwargs)
+    except ValueError as error:
+        raise ConfigError(f"model.kind 'classifier': {error}") from error
+
+
+OBJECTIVE_KINDS = (
+    "flow_matching",
+    "diffusion",
+    "rectified_diffusion",
+    "multiplicative",
+    "noise_level",
+)
 
 
 def build_objective(cfg: RunConfig):
@@ -149,6 +192,8 @@ def build_objective(cfg: RunConfig):
         return _diffusion(cfg)
     if kind == "multiplicative":
         return _multiplicative(cfg)
+    if kind == "noise_level":
+        return _noise_level(cfg)
     raise ConfigError(f"unknown objective.kind {kind!r}; expected one of {list(OBJECTIVE_KINDS)}")
 
 
@@ -298,6 +343,35 @@ def _multiplicative(cfg: RunConfig):
     shift = kwargs.get("shift", True)
     law = fit_lognormal(to_positive(data) if shift else data, per_pixel=start == "per_pixel")
     return MultiplicativeScoreLoss(process=process, data_law=law, **kwargs)
+
+
+def _noise_level(cfg: RunConfig):
+    """The noise-level classifier's cross-entropy (:class:`flowkit.mcmc.NoiseLevelObjective`)
+    over the authors' grid ``s_min (s_max/s_min)^tau``, ``tau = linspace(1, 1e-3,
+    num_levels)``. ``objective.kwargs``: ``num_levels`` (default 1000), ``s_min`` (0.01),
+    ``s_max`` (50), the defaults of ``flowkit sample --method dmcmc``'s grid. The run saves
+    the classifier alone as ``RUN/pipeline/`` and writes no sample snapshots. The path,
+    time, metric and coupling settings do not apply and must keep their defaults.
+    """
+    from flowkit.mcmc.objective import GRID_KEYS, NoiseLevelObjective
+
+    objective, defaults = cfg.objective, ObjectiveConfig()
+    for name in ("path", "path_kwargs", "time_sampler", "time_sampler_kwargs", "metric",
+                 "metric_kwargs", "coupling", "coupling_kwargs"):  # fmt: skip
+        if getattr(objective, name) != getattr(defaults, name):
+            raise ConfigError(f"objective.{name} does not apply to kind 'noise_level'")
+    unknown = sorted(set(objective.kwargs) - set(GRID_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"objective.kwargs.{unknown[0]} is not an option of kind 'noise_level'; valid: "
+            f"{list(GRID_KEYS)}"
+        )
+    if cfg.model.class_conditional:
+        raise ConfigError("objective.kind 'noise_level' trains an unconditional classifier")
+    try:
+        return NoiseLevelObjective(**objective.kwargs)
+    except ValueError as error:
+        raise ConfigError(f"objective.kwargs: {error}") from error
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -10,8 +10,13 @@ from flowkit.training.config import RunConfig
 
 def pipeline_of(objective: Objective, model: nn.Module, config: RunConfig):
     """``model`` in the pipeline its objective declares: a :class:`RectifiedFlowPipeline`
-    with an Euler scheduler on the run's path (``"flow"``), or a
-    :class:`MultiplicativePipeline` with the objective's GBM scheduler settings."""
+    with an Euler scheduler on the run's path (``"flow"``), a
+    :class:`MultiplicativePipeline` with the objective's GBM scheduler settings, or
+    (``"estimator"``) the network itself, whose ``save_pretrained`` writes its
+    ``config.json`` and safetensors (a noise-level classifier: ``RUN/pipeline/`` is then
+    that component, read by :func:`flowkit.mcmc.estimators.load_estimator`)."""
+    if objective.saved_as == "estimator":
+        return model
     if objective.saved_as == "multiplicative":
         from flowkit.pipelines import GBMScheduler, MultiplicativePipeline
 
@@ -19,7 +24,8 @@ def pipeline_of(objective: Objective, model: nn.Module, config: RunConfig):
         return MultiplicativePipeline(model=model, scheduler=scheduler)
     if objective.saved_as != "flow":
         raise ValueError(
-            f"objective.saved_as={objective.saved_as!r}; expected 'flow' or 'multiplicative'"
+            f"objective.saved_as={objective.saved_as!r}; expected 'flow', 'multiplicative' "
+            "or 'estimator'"
         )
     from flowkit.pipelines import FlowEulerScheduler, RectifiedFlowPipeline
 

@@ -32,7 +32,9 @@ def draw_samples(
 def write_snapshot(
     model: nn.Module, dataset, config: RunConfig, out: Path, objective: Objective
 ) -> Path | None:
-    """A PNG grid (images) or scatter plot over the data (2-D); nothing for other shapes.
+    """A PNG grid (images) or scatter plot over the data (2-D); nothing for other shapes,
+    nor for an objective whose model makes no samples (``objective.has_samples`` False: a
+    noise-level classifier).
 
     Samples come from ``objective.generate(model, num, shape, seed, device)``, or when it
     returns None from the ODE on ``objective.path``.
@@ -40,7 +42,7 @@ def write_snapshot(
     from flowkit.data import save_image_grid, save_scatter
 
     shape = tuple(dataset.sample_shape)
-    if not (len(shape) == 3 or shape == (2,)):
+    if not objective.has_samples or not (len(shape) == 3 or shape == (2,)):
         return None
     cfg = config.train
     was_training = model.training
