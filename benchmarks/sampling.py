@@ -155,6 +155,87 @@ def measure(case: str, budget: float, min_rounds: int, max_rounds: int, seed: in
     return rows
 
 
+FIXED_NFES = (1, 2, 3, 4)
+FIXED_GOAL_US = 10.0
+
+
+def fixed_cost(rounds: int, inner: int, seed: int) -> list[dict]:
+    """``sample_ode``'s fixed cost per call against the bare loop: batch 1 x 2, identity field,
+    NFE 1-4, CPU time of the calling thread over ``inner`` back-to-back calls, the two
+    interleaved in a shuffled order every round; with autograd off (as in :func:`measure`)
+    and on (then ``sample_ode`` pays for entering ``no_grad``)."""
+    field, x0, rng = Identity(), torch.randn(1, 2), random.Random(seed)
+    rows = []
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            for nfe in FIXED_NFES:
+                run = runners(field, None, nfe)
+                fns = {m: run[m] for m in ("bare", "sample_ode")}
+                gap = (fns["bare"](x0) - fns["sample_ode"](x0)).abs().max().item()
+                if gap > 1e-6:
+                    raise AssertionError(f"fixed cost NFE {nfe}: sample_ode != bare loop")
+                times: dict[str, list[float]] = {m: [] for m in fns}
+                for _ in range(rounds):
+                    order = list(fns)
+                    rng.shuffle(order)
+                    for m in order:
+                        fn = fns[m]
+                        tic = time.thread_time()
+                        for _ in range(inner):
+                            fn(x0)
+                        times[m].append((time.thread_time() - tic) / inner)
+                med = {m: 1e6 * statistics.median(v) for m, v in times.items()}
+                rows.append(dict(grad=grad, nfe=nfe, **med))
+                print(
+                    f"fixed cost (grad {'on' if grad else 'off'}) NFE {nfe}: bare "
+                    f"{med['bare']:.1f} us, sample_ode {med['sample_ode']:.1f} us "
+                    f"({med['sample_ode'] - med['bare']:+.1f})",
+                    flush=True,
+                )
+    return rows
+
+
+def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares ``(intercept, slope)``."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mx) ** 2 for x in xs
+    )
+    return my - slope * mx, slope
+
+
+def fixed_cost_lines(rows: list[dict], rounds: int, inner: int) -> list[str]:
+    if not rows:
+        return []
+    out = [
+        "",
+        f"`sample_ode` fixed cost per call (batch 1 x 2, identity field, Euler; CPU time of "
+        f"the thread, median of {rounds} interleaved rounds of {inner} calls each; goal: "
+        f"<= bare + {FIXED_GOAL_US:.0f} µs):",
+        "",
+        "| autograd | NFE | bare µs | sample_ode µs | sample_ode - bare µs |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {'on' if r['grad'] else 'off'} | {r['nfe']} | {r['bare']:.1f} | "
+            f"{r['sample_ode']:.1f} | {r['sample_ode'] - r['bare']:+.1f} |"
+        )
+    out += ["", "| autograd | fit `fixed + per_step * NFE` | bare | sample_ode | difference |"]
+    out += ["|---|---|---:|---:|---:|"]
+    for grad in (False, True):
+        sel = [r for r in rows if r["grad"] == grad]
+        xs = [float(r["nfe"]) for r in sel]
+        (fb, sb), (fs, ss) = (
+            _fit(xs, [r["bare"] for r in sel]),
+            _fit(xs, [r["sample_ode"] for r in sel]),
+        )
+        mode = "on" if grad else "off"
+        out.append(f"| {mode} | fixed µs | {fb:.1f} | {fs:.1f} | {fs - fb:+.1f} |")
+        out.append(f"| {mode} | per step µs | {sb:.1f} | {ss:.1f} | {ss - sb:+.1f} |")
+    return out
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -221,6 +302,10 @@ def main() -> None:
         choices=["identity", "mlp", "unet"],
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fixed-rounds", type=int, default=100, help="rounds of the fixed-cost row (0: skip)"
+    )
+    parser.add_argument("--fixed-inner", type=int, default=200, help="calls per timed round")
     parser.add_argument("--out", default="benchmarks/results/sampling.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -229,6 +314,8 @@ def main() -> None:
         "mlp": "MLPField 64x2 (2-D, batch 4096)",
         "unet": 'unet("tiny") (1x8x8, batch 256)',
     }
+    load_before = os.getloadavg()
+    fixed = fixed_cost(args.fixed_rounds, args.fixed_inner, args.seed) if args.fixed_rounds else []
     rows = []
     for case in args.cases:
         rows += measure(names[case], args.budget, args.min_rounds, args.max_rounds, args.seed)
@@ -242,7 +329,9 @@ def main() -> None:
         f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs (shared), "
         f"{torch.get_num_threads()} torch thread(s); torch {torch.__version__}, "
         f"diffusers {diffusers.__version__}, torchdiffeq {torchdiffeq.__version__}; "
-        f"python {platform.python_version()}.",
+        f"python {platform.python_version()}. Load average (1, 5, 15 min) before "
+        f"{', '.join(f'{v:.2f}' for v in load_before)}, after "
+        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}.",
         f"Command: `{command}`",
         "",
         "Median wall time over interleaved rounds; the bare loop's time per sample, and every "
@@ -251,6 +340,7 @@ def main() -> None:
         "",
         *table(rows),
         *overhead_lines(rows),
+        *fixed_cost_lines(fixed, args.fixed_rounds, args.fixed_inner),
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -43,6 +43,29 @@ class Evaluation:
         return self.as_("score")
 
 
+_MODULE_GETATTR = torch.nn.Module.__getattr__
+
+
+def _attribute(obj: object, name: str, default: object = None) -> object:
+    """``getattr(obj, name, default)``, without the exception ``torch.nn.Module.__getattr__``
+    raises for a missing name (microseconds a sampler call): for a plain module the same
+    lookup in its parameters, buffers and submodules, else ``getattr`` itself."""
+    cls = type(obj)
+    plain = cls.__getattribute__ is object.__getattribute__
+    if not plain or getattr(cls, "__getattr__", None) is not _MODULE_GETATTR:
+        return getattr(obj, name, default)
+    try:
+        return object.__getattribute__(obj, name)
+    except AttributeError:
+        pass
+    state = obj.__dict__
+    for store in ("_parameters", "_buffers", "_modules"):
+        found = state.get(store)
+        if found is not None and name in found:
+            return found[name]
+    return default
+
+
 def recorded_path(field: Callable[..., Tensor]) -> AffinePath:
     """The path a field says it lives on: its own ``path`` attribute (a diffusers teacher's
     discrete VP path), or the ``path`` / ``path_kwargs`` its config records (every saved
@@ -50,7 +73,7 @@ def recorded_path(field: Callable[..., Tensor]) -> AffinePath:
     own = vars(field).get("path") if hasattr(field, "__dict__") else None
     if isinstance(own, AffinePath):
         return own
-    config = getattr(field, "config", None)
+    config = _attribute(field, "config")
     name = config.get("path") if isinstance(config, dict) else None
     if isinstance(name, str) and name in PATHS:
         return get_path(name, **(config.get("path_kwargs") or {}))
@@ -80,7 +103,8 @@ class VelocityField:
     ) -> None:
         self.field = field
         self.path = path or recorded_path(field)
-        self.prediction = check_prediction(prediction or getattr(field, "prediction", "velocity"))
+        own = prediction or _attribute(field, "prediction", "velocity")
+        self.prediction = check_prediction(own)  # type: ignore[arg-type]
         self.cond = cond or {}
         self.calls = 0
         self._shape_checked = False
@@ -100,7 +124,10 @@ class VelocityField:
         read the field where its prediction does not convert to a velocity (``t0`` below
         :attr:`start_time`, up to 1e-12)."""
         earliest = self.start_time
-        t0 = float(torch.as_tensor(t0, dtype=torch.float64).min())
+        if isinstance(t0, (int, float)):  # no tensor round trip (the sampler's fixed cost)
+            t0 = float(t0)
+        else:
+            t0 = float(torch.as_tensor(t0, dtype=torch.float64).min())
         if t0 < earliest - 1e-12:
             alpha = float(self.path.coefficients(torch.tensor([t0], dtype=torch.float64))[0])
             raise ValueError(
@@ -123,14 +150,18 @@ class VelocityField:
         t_batch = self.times(x, t)
         out = self.field(x, t_batch, **self.cond)
         self.calls += 1
-        if not self._shape_checked:  # once: shapes do not change along a trajectory
-            if out.shape != x.shape:
-                raise ValueError(
-                    f"the field returned shape {tuple(out.shape)} for an input of shape "
-                    f"{tuple(x.shape)}; a field must return the shape of x"
-                )
-            self._shape_checked = True
+        if not self._shape_checked:
+            self._check_shape(out, x)
         return Evaluation(self.path, self.prediction, out, x, t_batch)
+
+    def _check_shape(self, out: Tensor, x: Tensor) -> None:
+        """Once per field: shapes do not change along a trajectory."""
+        if out.shape != x.shape:
+            raise ValueError(
+                f"the field returned shape {tuple(out.shape)} for an input of shape "
+                f"{tuple(x.shape)}; a field must return the shape of x"
+            )
+        self._shape_checked = True
 
     def predict(self, x: Tensor, t: float | Tensor, *targets: str) -> tuple[Tensor, ...]:
         """One field evaluation, returned as each of ``targets`` (prediction types)."""
@@ -138,7 +169,10 @@ class VelocityField:
         return tuple(evaluation.as_(target) for target in targets)
 
     def __call__(self, x: Tensor, t: float | Tensor) -> Tensor:
-        if self.prediction == "velocity" and self._shape_checked:  # the hot path of a sampler
+        if self.prediction == "velocity":  # the hot path of a sampler: no Evaluation
+            out = self.field(x, self.times(x, t), **self.cond)
             self.calls += 1
-            return self.field(x, self.times(x, t), **self.cond)
+            if not self._shape_checked:  # folded into the first step
+                self._check_shape(out, x)
+            return out
         return self.predict(x, t, "velocity")[0]

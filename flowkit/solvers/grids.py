@@ -23,6 +23,7 @@ grid on ``[0, 1]`` mapped onto ``[t0, t1]``, except ``"edm"``, which is uniform 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -88,6 +89,32 @@ def _warp(grid: str, u: Tensor, shift: float = 3.0) -> Tensor:
     return 1 - shift * s / (1 + (shift - 1) * s)
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_uniform(steps: int, t0: float, t1: float) -> tuple[Tensor, tuple[float, ...]]:
+    points = tuple(t0 + (t1 - t0) * k / steps for k in range(steps)) + (t1,)
+    return torch.tensor(points, dtype=torch.float64), points
+
+
+def uniform_grid(steps: int, t0: float, t1: float) -> tuple[Tensor, list[float]]:
+    """The ``"uniform"`` grid as a fresh float64 tensor and as python floats (what a
+    sampler's loop reads), ``t0 + (t1 - t0) k / steps`` for ``k < steps`` and then ``t1``.
+
+    Grids of python float ends are built once and cached (the tensor is cloned for every
+    caller), which keeps the fixed cost of a sampler call small.
+    """
+    if steps < 1:
+        raise ValueError(f"a grid needs at least 1 step, got steps={steps}")
+    if not t1 > t0:
+        raise ValueError(f"a grid needs t1 > t0, got t0={t0}, t1={t1}")
+    # -0.0 == 0.0 as a cache key, but a last point of -0.0 is not 0.0: build that one afresh.
+    if type(steps) is int and type(t0) is float and type(t1) is float and t1 != 0:
+        times, points = _cached_uniform(steps, t0, t1)
+        return times.clone(), list(points)
+    points = [t0 + (t1 - t0) * k / steps for k in range(steps)] + [t1]
+    times = torch.tensor(points, dtype=torch.float64)
+    return times, times.tolist()
+
+
 def time_grid(
     grid: str | Sequence[float] | Tensor,
     steps: int,
@@ -120,10 +147,7 @@ def time_grid(
     if unknown:
         raise ValueError(f"grid {grid!r} takes options {sorted(allowed)}, got {sorted(unknown)}")
     if grid == "uniform":
-        if not t1 > t0:
-            raise ValueError(f"a grid needs t1 > t0, got t0={t0}, t1={t1}")
-        points = [t0 + (t1 - t0) * k / steps for k in range(steps)] + [t1]
-        return torch.tensor(points, dtype=torch.float64)
+        return uniform_grid(steps, t0, t1)[0]
     if grid == "edm":
         times = _edm_grid(path or rectified(), steps, t0, t1, **options)
     else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -63,9 +64,13 @@ class PerSampleNoise:
 
     def next(self) -> Tensor:
         """The next ``(B, *D)`` increment: one fresh standard normal row per sample."""
-        normals = standard_normal(self._keys, self.draws * self._stride, self._stride)
-        rows = normals[:, : self._numel].copy()
-        out = torch.from_numpy(rows).reshape(len(self._keys), *self.shape)
+        start = self.draws * self._stride
+        # float32 / float64 noise is made in its dtype (the float64 values rounded once, as
+        # the cast would); an odd count drops the last number of every row
+        made = {torch.float32: np.float32, torch.float64: np.float64}.get(self.dtype, np.float64)
+        normals = standard_normal(self._keys, start, self._stride, made)
+        if self._numel != self._stride:
+            normals = normals[:, : self._numel].copy()
+        out = torch.from_numpy(normals).reshape(len(self._keys), *self.shape)
         self.draws += 1
         return out.to(device=self.device, dtype=self.dtype)
-

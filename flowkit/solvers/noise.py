@@ -96,32 +96,68 @@ _CHUNK = 1 << 16
 """Numbers made per vectorised pass: small enough that the temporaries stay in cache."""
 
 
-def standard_normal(keys: np.ndarray, start: int, count: int) -> np.ndarray:
-    """Normals at positions ``[start, start + count)`` of each stream: float64 ``(B, count)``.
+def standard_normal(
+    keys: np.ndarray, start: int, count: int, dtype: type | np.dtype = np.float64
+) -> np.ndarray:
+    """Normals at positions ``[start, start + count)`` of each stream: ``(B, count)``.
 
-    ``start`` and ``count`` must be even (each Box-Muller pair reads two words).
+    ``start`` and ``count`` must be even (each Box-Muller pair reads two words). They are
+    computed in float64 and, for another floating ``dtype`` (float32), rounded to it once:
+    the values of the float64 result cast.
     """
     if start % 2 or count % 2:
         raise ValueError(f"start and count must be even, got start={start}, count={count}")
-    out = np.empty((len(keys), count), dtype=np.float64)
-    rows = max(1, _CHUNK // max(count, 1))
+    out = np.empty((len(keys), count), dtype=dtype)
+    if not len(keys) or not count:
+        return out
+    pairs = count // 2
+    rows = max(1, _CHUNK // count)
+    # The words' offsets (j + 1) * golden, once per call; radius (even j) and angle (odd j)
+    # words are made apart, so every elementwise pass below reads and writes contiguous
+    # memory (numpy's strided loops are slower, the values are the same).
+    with np.errstate(over="ignore"):
+        offsets = np.arange(start + 1, start + count + 1, dtype=np.uint64) * _GOLDEN
+    even, odd = offsets[0::2].copy(), offsets[1::2].copy()
+    n = min(rows, len(keys))
+    words = np.empty((n, pairs), dtype=np.uint64)
+    shifted = np.empty((n, pairs), dtype=np.uint64)
+    radius = np.empty((n, pairs), dtype=np.float64)
+    angle = np.empty((n, pairs), dtype=np.float64)
+    trig = np.empty((n, pairs), dtype=np.float64)
     for first in range(0, len(keys), rows):
-        words = random_words(keys[first : first + rows], start, count)
-        words >>= np.uint64(11)  # 53 random bits
-        bits = words.astype(np.float64)
-        radius, angle = bits[:, 0::2], bits[:, 1::2]
-        radius += 1.0  # u1 in (0, 1]: log is finite
-        radius *= 2.0**-53
-        np.log(radius, out=radius)
-        radius *= -2.0
-        np.sqrt(radius, out=radius)
-        angle *= 2.0 * np.pi * 2.0**-53
-        block = out[first : first + rows]
-        np.cos(angle, out=block[:, 0::2])
-        block[:, 0::2] *= radius
-        np.sin(angle, out=block[:, 1::2])
-        block[:, 1::2] *= radius
+        block_keys = keys[first : first + rows, None]
+        m = len(block_keys)
+        w, s, r, a, c = words[:m], shifted[:m], radius[:m], angle[:m], trig[:m]
+        block = out[first : first + m]
+        for offset, dst in ((even, r), (odd, a)):
+            with np.errstate(over="ignore"):
+                np.add(block_keys, offset, out=w)
+                _mix_into(w, s)
+            np.right_shift(w, np.uint64(11), out=w)  # 53 random bits
+            dst[...] = w
+        r += 1.0  # u1 in (0, 1]: log is finite
+        r *= 2.0**-53
+        np.log(r, out=r)
+        r *= -2.0
+        np.sqrt(r, out=r)
+        a *= 2.0 * np.pi * 2.0**-53
+        np.cos(a, out=c)
+        np.multiply(c, r, out=block[:, 0::2])
+        np.sin(a, out=c)
+        np.multiply(c, r, out=block[:, 1::2])
     return out
+
+
+def _mix_into(z: np.ndarray, shifted: np.ndarray) -> None:
+    """:func:`_mix` of ``z`` in place, with ``shifted`` (same shape) as its scratch."""
+    np.right_shift(z, _SHIFTS[0], out=shifted)
+    z ^= shifted
+    z *= _MUL1
+    np.right_shift(z, _SHIFTS[1], out=shifted)
+    z ^= shifted
+    z *= _MUL2
+    np.right_shift(z, _SHIFTS[2], out=shifted)
+    z ^= shifted
 
 
 def numel(shape: tuple[int, ...]) -> int:

@@ -28,6 +28,7 @@ the first at the noise end, and the last lands on ``t = 1``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor
@@ -35,7 +36,7 @@ from torch import Tensor
 from flowkit.paths import AffinePath
 from flowkit.solvers.data_prediction import run_ddim, run_dpm_solver_pp, run_new_euler
 from flowkit.solvers.field import VelocityField
-from flowkit.solvers.grids import time_grid
+from flowkit.solvers.grids import time_grid, uniform_grid
 from flowkit.solvers.names import ADAPTIVE_METHODS, ODE_METHODS
 from flowkit.solvers.result import SampleResult
 
@@ -200,15 +201,19 @@ def sample_ode(
         raise ValueError(f"unknown ODE method {method!r}; expected one of {list(ODE_METHODS)}")
     if final_euler and method != "heun":
         raise ValueError(f"final_euler applies to method 'heun' only, got method={method!r}")
-    if isinstance(grid, str):
-        steps = steps_for_budget(method, nfe, final_euler)
-        times = time_grid(grid, steps, t0, t1, velocity.path, **(grid_options or {}))
+    if isinstance(grid, str) and grid == "uniform" and not grid_options:  # cached, as floats
+        times, points = uniform_grid(steps_for_budget(method, nfe, final_euler), t0, t1)
     else:
-        times = time_grid(grid, 0)
-    points = times.tolist()
+        if isinstance(grid, str):
+            steps = steps_for_budget(method, nfe, final_euler)
+            times = time_grid(grid, steps, t0, t1, velocity.path, **(grid_options or {}))
+        else:
+            times = time_grid(grid, 0)
+        points = times.tolist()
     velocity.check_start(points[0])
     trajectory = [x] if return_trajectory else None
-    with torch.no_grad():
+    # entering no_grad costs microseconds a call; inside one already there is nothing to do
+    with torch.no_grad() if torch.is_grad_enabled() else nullcontext():
         if method == "dpm_solver_pp":
             x = run_dpm_solver_pp(velocity, x, points, trajectory)
         elif method == "new_euler":
