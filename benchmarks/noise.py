@@ -18,9 +18,9 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
+from bench_common import cpu_name, write_result
 
 from flowkit.models import MLPField
 from flowkit.solvers import sample_sde
@@ -93,15 +93,6 @@ def measure(dim: int, batch: int, steps: int, rounds: int) -> dict:
     )
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -157,11 +148,7 @@ def main() -> None:
         )
     text = "\n".join(lines) + "\n"
     print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    write_result(args.out, text)
 
 
 if __name__ == "__main__":

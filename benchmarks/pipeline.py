@@ -26,19 +26,10 @@ from pathlib import Path
 
 import diffusers
 import torch
+from bench_common import cpu_name, write_result
 
 from flowkit.models import unet
 from flowkit.pipelines import FlowEulerScheduler, RectifiedFlowPipeline
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def bare_loop(model, shape, nfe: int, seed: int) -> torch.Tensor:
@@ -134,10 +125,7 @@ def main() -> None:
     report = "\n".join(lines) + "\n"
     print(report)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(report)
-        tmp.replace(args.out)
+        write_result(args.out, report)
 
 
 if __name__ == "__main__":

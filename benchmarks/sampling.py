@@ -32,11 +32,11 @@ import random
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import diffusers
 import torch
 import torchdiffeq
+from bench_common import cpu_name, write_result
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from flowkit.models import MLPField, unet
@@ -236,15 +236,6 @@ def fixed_cost_lines(rows: list[dict], rounds: int, inner: int) -> list[str]:
     return out
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def table(rows: list[dict]) -> list[str]:
     head = (
@@ -344,11 +335,7 @@ def main() -> None:
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    write_result(args.out, text)
 
 
 if __name__ == "__main__":
