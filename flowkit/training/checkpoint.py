@@ -2,9 +2,10 @@
 
 Layout: ``RUN/checkpoints/step-00001000/`` holding ``model.safetensors``,
 ``ema.safetensors``, ``optimizer.safetensors`` and ``state.json`` (step, data position,
-random-number-generator states). A checkpoint is assembled in a ``.tmp-`` folder and
-renamed into place, so a killed job leaves either a whole checkpoint or none; only the
-newest ``keep`` are kept.
+random-number-generator states); loops of several networks save any named set of modules
+and optimizers the same way (:meth:`CheckpointManager.save_named`). A checkpoint is
+assembled in a ``.tmp-`` folder and renamed into place, so a killed job leaves either a
+whole checkpoint or none; only the newest ``keep`` are kept.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import base64
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,15 +84,35 @@ class CheckpointManager:
         optimizer: torch.optim.Optimizer,
         state: dict[str, Any],
     ) -> Path:
-        """Write checkpoint ``step`` atomically, then prune old ones."""
+        """Write checkpoint ``step`` of one network (its EMA copy and its optimizer)."""
+        return self.save_named(
+            step, {"model": model, "ema": ema_model}, {"optimizer": optimizer}, state
+        )
+
+    def save_named(
+        self,
+        step: int,
+        modules: Mapping[str, nn.Module],
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        state: dict[str, Any],
+    ) -> Path:
+        """Write checkpoint ``step`` atomically, then prune old ones.
+
+        Each module is saved as ``NAME.safetensors`` and each optimizer as
+        ``NAME.safetensors`` with its layout in the metadata, so a loop of several networks
+        (a generator, a fake score and a discriminator; a policy and a value network) is
+        one checkpoint. Names must be distinct across both mappings.
+        """
+        _check_names(modules, optimizers)
         self.root.mkdir(parents=True, exist_ok=True)
         final = self.path(step)
         with atomic_path(final, is_dir=True) as tmp:
             tmp.mkdir()
-            save_file(_state_dict(model), tmp / "model.safetensors")
-            save_file(_state_dict(ema_model), tmp / "ema.safetensors")
-            tensors, meta = flatten_optimizer_state(optimizer.state_dict())
-            save_file(tensors, tmp / "optimizer.safetensors", metadata={"meta": meta})
+            for name, module in modules.items():
+                save_file(_state_dict(module), tmp / f"{name}.safetensors")
+            for name, optimizer in optimizers.items():
+                tensors, meta = flatten_optimizer_state(optimizer.state_dict())
+                save_file(tensors, tmp / f"{name}.safetensors", metadata={"meta": meta})
             (tmp / "state.json").write_text(json.dumps({"step": step, **state}))
         for old in self.list()[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
@@ -108,24 +130,56 @@ class CheckpointManager:
         ema_model: nn.Module,
         optimizer: torch.optim.Optimizer,
     ) -> Checkpoint:
-        """Restore weights and optimizer state in place; return the JSON state."""
-        for name in ("model.safetensors", "ema.safetensors", "optimizer.safetensors", "state.json"):
-            if not (path / name).is_file():
-                raise FileNotFoundError(f"checkpoint {str(path)!r} is missing {name}")
-        device = str(next(model.parameters()).device)
+        """Restore one network, its EMA copy and its optimizer in place."""
+        return self.load_named(
+            path, {"model": model, "ema": ema_model}, {"optimizer": optimizer}
+        )
+
+    def load_named(
+        self,
+        path: Path,
+        modules: Mapping[str, nn.Module],
+        optimizers: Mapping[str, torch.optim.Optimizer],
+    ) -> Checkpoint:
+        """Restore the weights and optimizer states :meth:`save_named` wrote, in place (on
+        each module's own device); return the JSON state."""
+        _check_names(modules, optimizers)
+        for name in [*modules, *optimizers, "state"]:
+            file = f"{name}.json" if name == "state" else f"{name}.safetensors"
+            if not (path / file).is_file():
+                raise FileNotFoundError(f"checkpoint {str(path)!r} is missing {file}")
         what = "checkpoint file"
-        weights = load_tensors(path / "model.safetensors", device, what)
-        ema_weights = load_tensors(path / "ema.safetensors", device, what)
-        tensors = load_tensors(path / "optimizer.safetensors", "cpu", what)
-        meta = safetensors_metadata(path / "optimizer.safetensors", what).get("meta")
         state = read_json(path / "state.json", what)
-        if meta is None or not isinstance(state, dict) or "step" not in state:
+        if not isinstance(state, dict) or "step" not in state:
             raise ValueError(
-                f"checkpoint {str(path)!r} is incomplete (no optimizer metadata or step); "
+                f"checkpoint {str(path)!r} is incomplete (no step in state.json); "
                 "delete this folder to resume from the one before it"
             )
-        model.load_state_dict(weights)
-        ema_model.load_state_dict(ema_weights)
-        optimizer.load_state_dict(unflatten_optimizer_state(tensors, meta))
-        optimizer_state_to_device(optimizer)
+        layouts = {}
+        for name in optimizers:
+            layouts[name] = safetensors_metadata(path / f"{name}.safetensors", what).get("meta")
+            if layouts[name] is None:
+                raise ValueError(
+                    f"checkpoint {str(path)!r}: {name}.safetensors has no optimizer metadata; "
+                    "delete this folder to resume from the one before it"
+                )
+        for name, module in modules.items():
+            device = str(next(iter(module.state_dict().values())).device)
+            module.load_state_dict(load_tensors(path / f"{name}.safetensors", device, what))
+        for name, optimizer in optimizers.items():
+            tensors = load_tensors(path / f"{name}.safetensors", "cpu", what)
+            optimizer.load_state_dict(unflatten_optimizer_state(tensors, layouts[name]))
+            optimizer_state_to_device(optimizer)
         return Checkpoint(path=path, step=int(state["step"]), state=state)
+
+
+def _check_names(
+    modules: Mapping[str, nn.Module], optimizers: Mapping[str, torch.optim.Optimizer]
+) -> None:
+    names = set(modules) | set(optimizers)
+    clash = sorted((set(modules) & set(optimizers)) | ({"state"} & names))
+    if clash:
+        raise ValueError(
+            f"checkpoint names {clash} are used twice (or are 'state'); give each module and "
+            "optimizer its own name"
+        )

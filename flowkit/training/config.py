@@ -10,11 +10,13 @@ import dataclasses
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from flowkit.files import read_yaml, write_text
+
+Schema = TypeVar("Schema")
 
 
 class ConfigError(ValueError):
@@ -120,7 +122,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML-ready dictionary (tuples become lists)."""
-        return _plain(dataclasses.asdict(self))
+        return config_dict(self)
 
 
 def _plain(value: Any) -> Any:
@@ -204,13 +206,19 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     return values
 
 
-def config_from_dict(values: dict[str, Any]) -> RunConfig:
-    """Validate a nested dictionary into a :class:`RunConfig`."""
-    return _build(RunConfig, values or {}, "")
+def config_from_dict(values: dict[str, Any], schema: type[Schema] = RunConfig) -> Schema:
+    """Validate a nested dictionary into ``schema`` (a dataclass of dataclass sections:
+    :class:`RunConfig`, or another loop's config built from the same sections)."""
+    return _build(schema, values or {}, "")
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML preset (or start from defaults when ``path`` is None) and apply overrides."""
+def load_config(
+    path: str | os.PathLike | None,
+    overrides: list[str] | None = None,
+    schema: type[Schema] = RunConfig,
+) -> Schema:
+    """Read a YAML preset (or start from defaults when ``path`` is None), apply overrides
+    and validate the result into ``schema``."""
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -219,17 +227,22 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         values = read_yaml(path, "config file") or {}
         if not isinstance(values, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
-    return config_from_dict(apply_overrides(values, overrides or []))
+    return config_from_dict(apply_overrides(values, overrides or []), schema)
 
 
-def save_config(config: RunConfig, path: str | os.PathLike) -> None:
-    """Write the resolved config as YAML, atomically."""
-    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+def config_dict(config: Any) -> dict[str, Any]:
+    """Any config dataclass as a plain, YAML-ready dictionary (tuples become lists)."""
+    return _plain(dataclasses.asdict(config))
 
 
-def differing_keys(a: RunConfig, b: RunConfig, sections: tuple[str, ...]) -> list[str]:
+def save_config(config: Any, path: str | os.PathLike) -> None:
+    """Write the resolved config (any config dataclass) as YAML, atomically."""
+    write_text(path, yaml.safe_dump(config_dict(config), sort_keys=False))
+
+
+def differing_keys(a: Any, b: Any, sections: tuple[str, ...]) -> list[str]:
     """Dotted keys whose values differ between two configs, within ``sections``."""
-    da, db = a.to_dict(), b.to_dict()
+    da, db = config_dict(a), config_dict(b)
     return [
         f"{section}.{key}"
         for section in sections

@@ -41,7 +41,7 @@ from flowkit.training.builders import (
     count_parameters,
 )
 from flowkit.training.checkpoint import CheckpointManager, decode_rng, encode_rng
-from flowkit.training.config import ConfigError, RunConfig, differing_keys, load_config, save_config
+from flowkit.training.config import ConfigError, RunConfig
 from flowkit.training.ema import EMA
 from flowkit.training.index_stream import IndexStream
 from flowkit.training.interrupts import (
@@ -53,6 +53,7 @@ from flowkit.training.interrupts import (
 )
 from flowkit.training.metrics_log import MetricsLog
 from flowkit.training.pipeline_of import pipeline_of
+from flowkit.training.run_dir import prepare_run_dir
 from flowkit.training.snapshots import write_snapshot
 
 PRECISIONS = ("fp32", "bf16")
@@ -100,7 +101,9 @@ class Trainer:
         )
         self.dist: DistInfo = init_distributed(config.train.device)
         self.checkpoints = CheckpointManager(self.run_dir, config.train.keep_checkpoints)
-        self._check_run_dir()
+        prepare_run_dir(
+            self.run_dir, config, resume, self.checkpoints, FROZEN_ON_RESUME, self.dist.is_main
+        )
 
         cfg, device = config, self.dist.device
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
@@ -144,25 +147,6 @@ class Trainer:
         self.forward_model = self._wrap(self.model)
 
     # -- setup ---------------------------------------------------------------------------
-    def _check_run_dir(self) -> None:
-        saved = self.run_dir / "config.yaml"
-        if not self.resume and self.checkpoints.latest() is not None:
-            raise FileExistsError(
-                f"run directory {str(self.run_dir)!r} already has checkpoints; pass --resume "
-                "to continue it or choose another --out"
-            )
-        if self.resume and saved.is_file():
-            changed = differing_keys(load_config(saved), self.config, FROZEN_ON_RESUME)
-            if changed:
-                raise ConfigError(
-                    f"cannot resume {str(self.run_dir)!r} with a different {', '.join(changed)}; "
-                    "only optim.* and train.* may change on resume"
-                )
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(self.config, saved)
-        barrier()
-
     def _restore(self) -> None:
         latest = self.checkpoints.latest()
         if latest is None:

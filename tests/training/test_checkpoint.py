@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -45,3 +46,28 @@ def test_save_load_and_prune(tmp_path: Path) -> None:
     torch.testing.assert_close(fresh_model.weight, model.weight)
     assert fresh_opt.param_groups[0]["betas"] == (0.8, 0.95)
     assert not list(tmp_path.rglob("*.pt")) and not list(tmp_path.rglob("*.bin"))
+
+
+def test_named_modules_and_optimizers_round_trip(tmp_path: Path) -> None:
+    """A loop of several networks checkpoints them all; a clash of names is refused."""
+    torch.manual_seed(0)
+    nets = {"generator": nn.Linear(3, 3), "fake": nn.Linear(3, 2)}
+    opts = {f"{k}_opt": torch.optim.Adam(v.parameters(), lr=0.1) for k, v in nets.items()}
+    for net, opt in zip(nets.values(), opts.values(), strict=True):
+        net(torch.randn(4, 3)).square().sum().backward()
+        opt.step()
+    manager = CheckpointManager(tmp_path)
+    path = manager.save_named(7, nets, opts, {"extra": 1})
+    fresh = {"generator": nn.Linear(3, 3), "fake": nn.Linear(3, 2)}
+    fresh_opts = {f"{k}_opt": torch.optim.Adam(v.parameters(), lr=0.1) for k, v in fresh.items()}
+    ckpt = manager.load_named(path, fresh, fresh_opts)
+    assert ckpt.step == 7 and ckpt.state["extra"] == 1
+    for name in nets:
+        for a, b in zip(nets[name].parameters(), fresh[name].parameters(), strict=True):
+            assert torch.equal(a, b)
+        saved = opts[f"{name}_opt"].state_dict()["state"][0]["exp_avg"]
+        assert torch.equal(saved, fresh_opts[f"{name}_opt"].state_dict()["state"][0]["exp_avg"])
+    with pytest.raises(ValueError, match="used twice"):
+        manager.save_named(8, {"a": nets["fake"]}, {"a": opts["fake_opt"]}, {})
+    with pytest.raises(FileNotFoundError, match="missing"):
+        manager.load_named(path, {"critic": nn.Linear(3, 3)}, {})
