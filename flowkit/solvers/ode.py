@@ -168,7 +168,7 @@ def sample_ode(
             predictions, 1e-3 for epsilon and score on the rectified path; see the module
             docstring). A ``t0`` or user grid that starts below it raises ``ValueError``.
             A ``(B,)`` tensor starts each sample at its own time, on its own grid with the
-            same budget (fixed-step single-step methods; :mod:`flowkit.solvers.per_sample`).
+            same budget (fixed-step methods but new_euler; :mod:`flowkit.solvers.per_sample`).
         t1: the final time (defaults to :func:`end_time`: ``path.t_max``, 1 on the rectified
             path; 1 for ``ddim``).
         final_euler: Heun only: take the last step with Euler, as EDM does (the corrector

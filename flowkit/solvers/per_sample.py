@@ -20,9 +20,10 @@ a sample then reads its stream at other positions than it would alone: the same 
 the same numbers. With EDM's defaults (``S_tmin = 0``, ``S_tmax = inf``) and for ODEs the
 results match alone.
 
-Not supported with per-sample ``t0`` (a ``ValueError`` says so): the multistep and
-data-prediction methods (``dpm_solver_pp``, ``new_euler``, ``ddim``), adaptive methods,
-``pc``, user grids, and EDM from a time where ``alpha(t0) = 0``.
+The data-prediction methods ``ddim`` and ``dpm_solver_pp`` take per-sample starts too
+(:mod:`flowkit.solvers.per_sample_data`). Not supported with per-sample ``t0`` (a
+``ValueError`` says so): ``new_euler`` (it re-mixes with the noise at ``alpha(t0) = 0``),
+adaptive methods, ``pc``, user grids, and EDM from a time where ``alpha(t0) = 0``.
 
 Shapes: ``t0`` is ``(B,)``; the grids are ``(B, K + 1)`` float64.
 """
@@ -40,9 +41,13 @@ from flowkit.paths.affine import broadcast_like
 from flowkit.solvers.field import VelocityField
 from flowkit.solvers.grids import time_grid
 from flowkit.solvers.increments import PerSampleNoise
+from flowkit.solvers.per_sample_data import (
+    PER_SAMPLE_DATA_METHODS,
+    run_data_prediction_per_sample,
+)
 from flowkit.solvers.result import SampleResult
 
-PER_SAMPLE_ODE_METHODS = ("euler", "midpoint", "heun", "rk4")
+PER_SAMPLE_ODE_METHODS = ("euler", "midpoint", "heun", "rk4", *PER_SAMPLE_DATA_METHODS)
 PER_SAMPLE_SDE_METHODS = ("euler_maruyama", "flow_sde", "edm")
 
 
@@ -306,14 +311,19 @@ def sample_ode_per_sample(
 ) -> SampleResult:
     """``sample_ode`` with a ``(B,)`` tensor ``t0`` (module docstring); ``steps`` from the
     budget ``nfe`` as for a scalar start."""
-    if method not in _STEPS:
+    if method not in PER_SAMPLE_ODE_METHODS:
         raise ValueError(
             f"method {method!r} does not take per-sample start times; use one of "
             f"{list(PER_SAMPLE_ODE_METHODS)} (or sample_sde with 'edm')"
         )
+    if t0.shape != (x.shape[0],):
+        raise ValueError(f"t0 must have shape ({x.shape[0]},), got {tuple(t0.shape)}")
     times = per_sample_grid(grid, steps, t0, t1, velocity.path, **(grid_options or {}))
     trajectory = [x] if return_trajectory else None
-    x = run_ode_per_sample(velocity, x, times, method, final_euler, trajectory)
+    if method in PER_SAMPLE_DATA_METHODS:
+        x = run_data_prediction_per_sample(velocity, x, times, method, trajectory)
+    else:
+        x = run_ode_per_sample(velocity, x, times, method, final_euler, trajectory)
     stacked = torch.stack(trajectory) if trajectory is not None else None
     return SampleResult(x=x, nfe=velocity.calls, trajectory=stacked, times=times)
 

@@ -56,7 +56,7 @@ def _dmcmc(field, chain_batch_size=None, **kw):
                         dtype=torch.float64, seed=3, **kw)  # fmt: skip
 
 
-@pytest.mark.parametrize("method", ["edm", "heun", "euler"])
+@pytest.mark.parametrize("method", ["edm", "heun", "euler", "dpm_solver_pp"])
 def test_counted_nfe_equals_calls_received(method: str) -> None:
     field = gaussian(rectified(), [0.0, 0.0], 1.0)
     out = _dmcmc(field, chain_batch_size=3, method=method)  # 2 batches of chains, 3 rounds
