@@ -151,6 +151,12 @@ class LangevinGibbs:
                 f"noise level {top:.6g} the {self.path.name} path reaches for a "
                 f"{self.counted.prediction!r} field; lower s_max"
             )
+        steps = self.levels[1:] - self.levels[:-1]
+        if self.levels.dim() != 1 or self.levels.numel() < 2 or not bool((steps < 0).all()):
+            raise ValueError(
+                f"levels must be a strictly decreasing (K,) grid with K >= 2 (level_grid makes "
+                f"one), got shape {tuple(self.levels.shape)}"
+            )
         self.times = time_of_level(self.path, self.levels, self.t_lo, self.path.t_max)
         self.estimator = estimator or ScoreNormEstimator(self.levels)
         if isinstance(self.estimator, ClassifierEstimator):

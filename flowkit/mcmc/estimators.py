@@ -51,10 +51,22 @@ def level_grid(num_levels: int = 1000, s_min: float = 0.01, s_max: float = 50.0)
 
 
 def nearest_level(levels: Tensor, s: Tensor) -> Tensor:
-    """``(B,)`` long: the index of the grid level nearest to each ``s`` in ``log s``."""
-    log_levels = levels.to(torch.float64).log()
+    """``(B,)`` long: the index of the grid level nearest to each ``s`` in ``log s``.
+
+    ``levels`` is a strictly monotone ``(K,)`` grid (:func:`level_grid` decreases); a binary
+    search, ``O(B log K)``, with ties going to the lower index as ``argmin`` would."""
+    log_levels = levels.to(torch.float64).log().to(s.device)
     log_s = s.to(torch.float64).clamp_min(1e-300).log()
-    return (log_s[:, None] - log_levels[None, :].to(log_s.device)).abs().argmin(dim=1)
+    count = log_levels.numel()
+    descending = bool(log_levels[0] > log_levels[-1])
+    ascending = log_levels.flip(0) if descending else log_levels
+    upper = torch.searchsorted(ascending, log_s).clamp(1, count - 1)
+    lower = upper - 1
+    below, above = log_s - ascending[lower], ascending[upper] - log_s
+    # the lower index of the original grid wins a tie: `upper` when the grid decreases
+    take_lower = below < above if descending else below <= above
+    nearest = torch.where(take_lower, lower, upper)
+    return count - 1 - nearest if descending else nearest
 
 
 def _log_norm(y: Tensor) -> Tensor:

@@ -13,6 +13,7 @@ from flowkit.mcmc import (
     fit_noise_level_classifier,
     level_grid,
 )
+from flowkit.mcmc.estimators import nearest_level
 from flowkit.paths import rectified
 
 from .gaussians import gaussian
@@ -96,3 +97,15 @@ def test_score_norm_estimator_at_large_noise() -> None:
         expected = s**2 / (1 + s**2) ** 0.5 * (2 * torch.log(torch.tensor(2.0))) ** 0.5 / 2**0.5
         assert float(estimate.median()) == pytest.approx(float(expected), rel=0.05)
         assert float(expected) == pytest.approx(s * 0.8326, rel=0.06)
+
+
+@pytest.mark.parametrize("descending", [True, False])
+def test_nearest_level_equals_brute_force(descending: bool) -> None:
+    levels = level_grid(1000, 0.01, 50.0)
+    levels = levels if descending else levels.flip(0)
+    g = torch.Generator().manual_seed(0)
+    s = torch.exp(torch.empty(20_000, dtype=torch.float64).uniform_(-8, 6, generator=g))
+    s = torch.cat([s, levels, levels[:7] * (1 + 1e-9), torch.tensor([1e-12, 1e12])])
+    brute = (s.log()[:, None] - levels.log()[None, :]).abs().argmin(dim=1)
+    assert torch.equal(nearest_level(levels, s), brute)
+    assert not torch.equal(nearest_level(levels.flip(0), s), brute)  # the grid's order counts
