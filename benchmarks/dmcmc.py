@@ -130,19 +130,21 @@ def overhead(args) -> str:
         with torch.no_grad():
             chains.step(y, k, ids, 0, gibbs=True)
 
-    def best(fn, reps: int = 50) -> float:
-        fn()
-        times = []
-        for _ in range(7):
-            tic = time.perf_counter()
-            for _ in range(reps):
-                fn()
-            times.append((time.perf_counter() - tic) / reps)
-        return min(times)
+    def timed(fn, reps: int = 20) -> float:
+        tic = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return (time.perf_counter() - tic) / reps
 
-    b, limit, c, g = best(bare), best(bare_langevin), best(chain_step), best(chain_gibbs)
+    # interleaved rounds, best of each: a load that comes and goes hits all four alike
+    fns = (bare, bare_langevin, chain_step, chain_gibbs)
+    for fn in fns:
+        fn()
+    rounds = [[timed(fn) for fn in fns] for _ in range(15)]
+    b, limit, c, g = (min(column) for column in zip(*rounds, strict=True))
     return (
-        f"Chain-step overhead (MLP hidden 256, batch {args.chains}, best of 7 x 50): bare "
+        f"Chain-step overhead (MLP hidden 256, batch {args.chains}, best of 15 interleaved "
+        f"rounds of 20): bare "
         f"network call {b * 1e3:.3f} ms; bare limit (call + score conversion + Langevin "
         f"arithmetic with torch.randn) {limit * 1e3:.3f} ms; flowkit chain step (seeded per-chain "
         f"noise) {c * 1e3:.3f} ms = {c / limit:.3f}x the limit; with the score-norm Gibbs step "
