@@ -9,11 +9,18 @@ import sys
 from flowkit import __version__
 from flowkit.cli import evaluate as evaluate_commands
 from flowkit.cli import reflow as reflow_command
+from flowkit.cli import reinflow as reinflow_command
 from flowkit.cli import sample as sample_command
 from flowkit.cli import train as train_command
 from flowkit.files import FlowkitError, write_hint
 
-COMMANDS = [train_command, sample_command, reflow_command, evaluate_commands]
+COMMANDS = [
+    train_command,
+    sample_command,
+    reflow_command,
+    evaluate_commands,
+    reinflow_command,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  flowkit reflow runs/digits --num 20000 --out pairs/digits\n"
             "  flowkit stats digits --out refs/digits.npz\n"
             "  flowkit fid runs/digits --nfe 4 --num 2000 --ref refs/digits.npz\n"
+            "  flowkit reinflow configs/reinflow_pendulum.yaml --out runs/reinflow_pendulum\n"
             "run 'flowkit COMMAND --help' for each command's options."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -43,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 INTERRUPTED = {
     "train": "the last checkpoint is kept; continue with the same command and --resume",
     "reflow": "completed shards are kept; run the same command again to continue",
+    "reinflow": "the last checkpoint is kept; continue with the same command and --resume",
 }
 NOTHING_HALF_WRITTEN = "nothing half-written was left; run the same command again"
 
