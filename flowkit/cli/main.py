@@ -7,6 +7,7 @@ import os
 import sys
 
 from flowkit import __version__
+from flowkit.cli import distill as distill_command
 from flowkit.cli import evaluate as evaluate_commands
 from flowkit.cli import reflow as reflow_command
 from flowkit.cli import reinflow as reinflow_command
@@ -19,6 +20,7 @@ COMMANDS = [
     sample_command,
     reflow_command,
     evaluate_commands,
+    distill_command,
     reinflow_command,
 ]
 
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  flowkit reflow runs/digits --num 20000 --out pairs/digits\n"
             "  flowkit stats digits --out refs/digits.npz\n"
             "  flowkit fid runs/digits --nfe 4 --num 2000 --ref refs/digits.npz\n"
+            "  flowkit distill configs/distill_gaussians.yaml --out runs/distill_gaussians\n"
             "  flowkit reinflow configs/reinflow_pendulum.yaml --out runs/reinflow_pendulum\n"
             "run 'flowkit COMMAND --help' for each command's options."
         ),
@@ -51,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 INTERRUPTED = {
     "train": "the last checkpoint is kept; continue with the same command and --resume",
     "reflow": "completed shards are kept; run the same command again to continue",
+    "distill": "the last checkpoint is kept; continue with the same command and --resume",
     "reinflow": "the last checkpoint is kept; continue with the same command and --resume",
 }
 NOTHING_HALF_WRITTEN = "nothing half-written was left; run the same command again"

@@ -24,7 +24,8 @@ print("imported:" + ",".join(m for m in {heavy!r} if m in sys.modules))
 
 @pytest.mark.parametrize(
     "argv", [["--help"], ["train", "--help"], ["sample", "--help"], ["reflow", "--help"],
-             ["stats", "--help"], ["fid", "--help"], ["reinflow", "--help"]]  # fmt: skip
+             ["stats", "--help"], ["fid", "--help"], ["distill", "--help"],
+             ["reinflow", "--help"]]  # fmt: skip
 )
 def test_help_imports_neither_torch_nor_diffusers(argv: list[str]) -> None:
     code = PROBE.format(argv=argv, heavy=HEAVY)
