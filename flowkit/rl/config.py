@@ -125,8 +125,10 @@ class RLLoopConfig:
 
 @dataclass
 class ReinFlowConfig:
-    """A whole ``flowkit reinflow`` run."""
+    """A whole ``flowkit reinflow`` run of a policy (``task: policy``, the default; ``task:
+    generator`` is :class:`flowkit.rl.generator_config.GeneratorRewardConfig`)."""
 
+    task: str = "policy"
     env: EnvConfig = field(default_factory=EnvConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)

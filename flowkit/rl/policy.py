@@ -28,6 +28,7 @@ stored chain. The noise-free action (evaluation, behaviour cloning) is the same 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +36,17 @@ from torch import Tensor, nn
 
 from flowkit.rl.networks import NoiseNet, VelocityNet
 
-__all__ = ["ActionBounds", "ChainSample", "NoisyFlowPolicy", "bounded_sigma", "time_grid"]
+__all__ = [
+    "ActionBounds",
+    "ChainSample",
+    "NoisyFlowPolicy",
+    "bounded_sigma",
+    "chain_log_prob",
+    "normal_log_prob",
+    "sample_chain",
+    "std_normal_log_prob",
+    "time_grid",
+]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -187,15 +198,12 @@ class NoisyFlowPolicy(nn.Module):
         batch, k = obs.shape[0], self.steps
         grid = time_grid(k, obs.device)
         sig = self.sigmas(obs)
-        a = torch.randn(batch, self.action_dim, generator=generator, device=obs.device)
-        states, log_prob = [a], _std_normal_log_prob(a)
-        for i in range(k):
-            mu = a + self.velocity(a, grid[i].expand(batch), obs) / k
-            eps = torch.randn(batch, self.action_dim, generator=generator, device=obs.device)
-            a = mu + sig[:, i] * eps
-            log_prob = log_prob + _normal_log_prob(a, mu, sig[:, i])
-            states.append(a)
-        return ChainSample(torch.stack(states, dim=1), log_prob)
+        a0 = torch.randn(batch, self.action_dim, generator=generator, device=obs.device)
+
+        def step_mean(a: Tensor, i: int) -> Tensor:
+            return a + self.velocity(a, grid[i].expand(batch), obs) / k
+
+        return sample_chain(a0, step_mean, sig, generator)
 
     def log_prob(self, obs: Tensor, chain: Tensor) -> Tensor:
         """The exact log-likelihood of stored chains: ``(B, S), (B, K + 1, A) -> (B,)``."""
@@ -203,9 +211,7 @@ class NoisyFlowPolicy(nn.Module):
         expected = (obs.shape[0], self.steps + 1, self.action_dim)
         if tuple(chain.shape) != expected:
             raise ValueError(f"chain must have shape {expected}, got {tuple(chain.shape)}")
-        mu, sig = self.means(obs, chain), self.sigmas(obs)
-        steps = _normal_log_prob(chain[:, 1:], mu, sig).sum(dim=1)
-        return _std_normal_log_prob(chain[:, 0]) + steps
+        return chain_log_prob(chain, self.means(obs, chain), self.sigmas(obs))
 
     def entropy(self, obs: Tensor) -> Tensor:
         """Entropy of the chain's Gaussian steps, ``sum_{k,j} log(2 pi e sigma^2) / 2``:
@@ -229,11 +235,55 @@ class NoisyFlowPolicy(nn.Module):
         return self.log_prob(obs, chain)
 
 
-def _normal_log_prob(x: Tensor, mu: Tensor, sigma: Tensor) -> Tensor:
-    """``sum_j log N(x_j; mu_j, sigma_j^2)`` over the last axis."""
+def normal_log_prob(x: Tensor, mu: Tensor, sigma: Tensor) -> Tensor:
+    """``sum_j log N(x_j; mu_j, sigma_j^2)`` over the last axis (``sigma`` broadcast)."""
     z = (x - mu) / sigma
     return (-0.5 * z.square() - torch.log(sigma) - 0.5 * LOG_2PI).sum(dim=-1)
 
 
-def _std_normal_log_prob(x: Tensor) -> Tensor:
+def std_normal_log_prob(x: Tensor) -> Tensor:
+    """``sum_j log N(x_j; 0, 1)`` over the last axis."""
     return (-0.5 * x.square() - 0.5 * LOG_2PI).sum(dim=-1)
+
+
+def chain_log_prob(chain: Tensor, means: Tensor, sigmas: Tensor) -> Tensor:
+    """The exact log-likelihood of chains given their step means and noise scales:
+
+        log N(x_0; 0, I) + sum_k sum_j log N(x_{k+1,j}; mu_{k,j}, sigma_{k,j}^2).
+
+    Shapes: ``chain`` ``(B, K + 1, *D)``, ``means`` ``(B, K, *D)`` (``mu_k`` from ``x_k``),
+    ``sigmas`` broadcastable to ``means`` (e.g. ``(B, K, C, 1, 1)`` per channel) -> ``(B,)``.
+    ``D`` is an action ``(A,)`` for a policy or an image ``(C, H, W)`` for a generator."""
+    batch, k = means.shape[:2]
+    if tuple(chain.shape) != (batch, k + 1, *means.shape[2:]):
+        raise ValueError(f"chain {tuple(chain.shape)} does not fit means {tuple(means.shape)}; "
+                         "expected (B, K + 1, *D) for means (B, K, *D)")  # fmt: skip
+    sig = sigmas.expand_as(means).reshape(batch, k, -1)
+    steps = normal_log_prob(chain[:, 1:].reshape(batch, k, -1), means.reshape(batch, k, -1), sig)
+    return std_normal_log_prob(chain[:, 0].reshape(batch, -1)) + steps.sum(dim=1)
+
+
+def sample_chain(
+    x0: Tensor,
+    step_mean: Callable[[Tensor, int], Tensor],
+    sigmas: Tensor,
+    generator: torch.Generator | None = None,
+) -> ChainSample:
+    """Run the noisy chain ``x_{k+1} = mu_k + sigma_k eps_k``, ``eps_k ~ N(0, I)``, from
+    ``x0`` ``(B, *D)`` (drawn from ``N(0, I)`` by the caller), with
+    ``mu_k = step_mean(x_k, k)`` and ``sigmas`` ``(B, K, ...)`` broadcastable per step to
+    ``(B, *D)``; the log-likelihood is accumulated along the way (as
+    :func:`chain_log_prob` computes it from the stored chain). Returns the chain
+    ``(B, K + 1, *D)`` and its log-likelihood ``(B,)``."""
+    batch, k = x0.shape[0], sigmas.shape[1]
+    x = x0
+    states, log_prob = [x], std_normal_log_prob(x.reshape(batch, -1))
+    for i in range(k):
+        mu = step_mean(x, i)
+        eps = torch.randn(x.shape, generator=generator, device=x.device)
+        sig = sigmas[:, i].expand_as(mu)
+        x = mu + sig * eps
+        flat = (x.reshape(batch, -1), mu.reshape(batch, -1), sig.reshape(batch, -1))
+        log_prob = log_prob + normal_log_prob(*flat)
+        states.append(x)
+    return ChainSample(torch.stack(states, dim=1), log_prob)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from flowkit.rl.policy import NoisyFlowPolicy
 
-__all__ = ["PPOBatch", "PPOSettings", "ppo_loss", "ppo_update"]
+__all__ = ["PPOBatch", "PPOSettings", "clipped_surrogate", "ppo_loss", "ppo_update"]
 
 
 @dataclass
@@ -66,18 +66,41 @@ class PPOSettings:
     normalize_advantages: bool = True
 
 
+def clipped_surrogate(
+    new_log_prob: Tensor,
+    old_log_prob: Tensor,
+    advantages: Tensor,
+    clip: float,
+    normalize_advantages: bool = True,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO's clipped surrogate ``L_clip`` of ``(M,)`` log-likelihoods and advantages
+    (module docstring), and its statistics: ``approx_kl`` ``mean((r - 1) - log r)``,
+    ``clip_frac`` (the share with ``|r - 1| > clip``) and ``ratio_dev`` ``max |r - 1|``."""
+    log_ratio = new_log_prob - old_log_prob
+    ratio = torch.exp(log_ratio)
+    adv = advantages
+    if normalize_advantages and adv.numel() > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    clipped = ratio.clamp(1 - clip, 1 + clip)
+    loss = -torch.minimum(ratio * adv, clipped * adv).mean()
+    with torch.no_grad():
+        stats = {
+            "approx_kl": ((ratio - 1) - log_ratio).mean(),
+            "clip_frac": ((ratio - 1).abs() > clip).float().mean(),
+            "ratio_dev": (ratio - 1).abs().max(),
+        }
+    return loss, stats
+
+
 def ppo_loss(
     policy: NoisyFlowPolicy, value: nn.Module, batch: PPOBatch, settings: PPOSettings
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The loss of one minibatch and its statistics (detached scalars)."""
     new_log_prob = policy.log_prob(batch.obs, batch.chain)
-    log_ratio = new_log_prob - batch.log_prob
-    ratio = torch.exp(log_ratio)
-    adv = batch.advantages
-    if settings.normalize_advantages and adv.numel() > 1:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    clipped = ratio.clamp(1 - settings.clip, 1 + settings.clip)
-    policy_loss = -torch.minimum(ratio * adv, clipped * adv).mean()
+    policy_loss, surrogate = clipped_surrogate(
+        new_log_prob, batch.log_prob, batch.advantages, settings.clip,
+        settings.normalize_advantages,
+    )  # fmt: skip
     value_loss = 0.5 * (value(batch.obs) - batch.returns).square().mean()
     entropy = policy.entropy(batch.obs).mean()
     loss = policy_loss + settings.vf_coef * value_loss - settings.ent_coef * entropy
@@ -89,10 +112,7 @@ def ppo_loss(
         bc = (det - batch.reference).square().sum(dim=-1).mean()
         loss = loss + settings.bc_coef * bc
         stats["bc_loss"] = bc
-    with torch.no_grad():
-        stats["approx_kl"] = ((ratio - 1) - log_ratio).mean()
-        stats["clip_frac"] = ((ratio - 1).abs() > settings.clip).float().mean()
-        stats["ratio_dev"] = (ratio - 1).abs().max()
+    stats.update(surrogate)
     return loss, {k: v.detach() for k, v in stats.items()}
 
 

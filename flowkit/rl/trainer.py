@@ -77,6 +77,9 @@ def torch_threads(count: int) -> Iterator[None]:
 
 
 def _check(config: ReinFlowConfig) -> None:
+    if config.task != "policy":
+        raise ConfigError(f"task={config.task!r} in a policy config; expected 'policy' (a "
+                          "'generator' config is run by GeneratorRewardTrainer)")  # fmt: skip
     check_noise_bounds(config.policy.sigma_min, config.policy.sigma_max)
     checks = [
         ("env.num_envs", config.env.num_envs, 1),
