@@ -3,16 +3,37 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
-from flowkit.training.config import ConfigError, load_config
+from flowkit.training.config import ConfigError, RunConfig, load_config
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+# presets of the other loops, read with their own schemas
+OTHER_LOOPS = ("distill_", "reinflow_")
+
+
+def _schema(path: Path) -> type:
+    if path.name.startswith("distill_"):
+        from flowkit.distill.config import DistillConfig
+
+        return DistillConfig
+    if path.name.startswith("reinflow_"):
+        from flowkit.rl.config import ReinFlowConfig
+        from flowkit.rl.generator_config import GeneratorRewardConfig
+
+        task = (yaml.safe_load(path.read_text()) or {}).get("task", "policy")
+        return GeneratorRewardConfig if task == "generator" else ReinFlowConfig
+    return RunConfig
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_presets_parse(path: Path) -> None:
-    config = load_config(path)
-    assert config.train.steps > 0 and config.optim.lr > 0
+    """Every preset validates against the schema of the loop that reads it."""
+    config = load_config(path, schema=_schema(path))
+    if not path.name.startswith(OTHER_LOOPS):
+        assert config.train.steps > 0 and config.optim.lr > 0
+        with pytest.raises(ConfigError, match="unknown config key"):
+            load_config(path, ["train.stepz=1"])
 
 
 def test_overrides_are_typed() -> None:
