@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
-import sys
-from pathlib import Path
 
-from flowkit.cli.train import PREFIX, _latest_checkpoint
+from flowkit.cli.run_command import add_run_arguments, report_interrupt, run_dir
 
 EXAMPLES = """examples:
   flowkit train configs/gaussians.yaml --out runs/gaussians          # the teacher
@@ -33,25 +29,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("config", help="a YAML preset, e.g. configs/distill_gaussians.yaml")
-    parser.add_argument("--out", help="run directory (default: runs/<config name>)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. distill.divergence=js",
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from the run directory's latest checkpoint"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_run_arguments(parser, "configs/distill_gaussians.yaml", "distill.divergence=js")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    out = run_dir(args)
     trainer = None
     try:
         from flowkit.distill import DistillConfig, DistillTrainer
@@ -61,37 +44,10 @@ def run(args: argparse.Namespace) -> int:
         trainer = DistillTrainer(config, out, resume=args.resume, progress=not args.no_progress)
         model_dir = trainer.fit()
     except KeyboardInterrupt as interrupt:
-        return _interrupted(args, out, trainer, interrupt)
+        return report_interrupt("distill", args, out, interrupt, getattr(trainer, "dist", None))
     from flowkit.distributed import shutdown_and_exit
 
     if trainer.dist.is_main:
         print(f"distilled {trainer.step} steps; one-step generator saved to {model_dir}")
     shutdown_and_exit(0)  # under torchrun: leave together (a no-op in one process)
     return 0
-
-
-def _interrupted(args: argparse.Namespace, out: Path, trainer, interrupt: KeyboardInterrupt) -> int:
-    """Where the work is and the command that continues it; exit code ``128 + signal``."""
-    code = getattr(interrupt, "exit_code", 130)
-    checkpoint = getattr(interrupt, "checkpoint", None)
-    latest = _latest_checkpoint(out)
-    if checkpoint is not None:
-        where = f"interrupted at step {interrupt.step}; checkpoint saved to {checkpoint}"
-    elif latest is not None:
-        where = f"interrupted; the last checkpoint is {latest} (step {latest.name[len(PREFIX) :]})"
-    else:
-        where = "interrupted before the first checkpoint"
-    rank = trainer.dist.rank if trainer is not None else int(os.environ.get("RANK", "0"))
-    if rank == 0:
-        words = ["distill", args.config, "--out", str(out)]
-        for override in args.overrides:
-            words += ["--set", override]
-        words += ["--resume"] if latest is not None else []
-        again = "resume with" if latest is not None else "start again with"
-        print(f"flowkit distill: {where}; {again}: flowkit {shlex.join(words)}",
-              file=sys.stderr, flush=True)  # fmt: skip
-    if checkpoint is not None:  # every rank stopped at this same step: leave together
-        from flowkit.distributed import shutdown_and_exit
-
-        shutdown_and_exit(code)
-    return code

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
+
+from flowkit.cli.run_command import add_run_arguments, report_interrupt, run_dir
 
 TASKS = ("policy", "generator")
 
@@ -41,20 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("config", help="a YAML preset, e.g. configs/reinflow_pendulum.yaml")
-    parser.add_argument("--out", help="run directory (default: runs/<config name>)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. ppo.iterations=100",
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from the run directory's latest checkpoint"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_run_arguments(parser, "configs/reinflow_pendulum.yaml", "ppo.iterations=100")
     parser.set_defaults(run=run)
 
 
@@ -71,7 +58,7 @@ def config_task(config: str, overrides: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    out = run_dir(args)
     try:
         from flowkit.training.config import load_config
 
@@ -93,24 +80,8 @@ def run(args: argparse.Namespace) -> int:
         trainer = ReinFlowTrainer(config, out, resume=args.resume, progress=not args.no_progress)
         policy_dir = trainer.fit()
     except KeyboardInterrupt as interrupt:
-        return _interrupted(args, out, interrupt)
+        return report_interrupt("reinflow", args, out, interrupt, unit="iteration")
     trainer.close()
     print(f"ran {trainer.iteration} iterations ({trainer.env_steps} env steps); policy saved "
           f"to {policy_dir}")  # fmt: skip
     return 0
-
-
-def _interrupted(args: argparse.Namespace, out: Path, interrupt: KeyboardInterrupt) -> int:
-    """One line: where the work is and the command that continues it; ``128 + signal``."""
-    code = getattr(interrupt, "exit_code", 130)
-    checkpoint = getattr(interrupt, "checkpoint", None)
-    if checkpoint is not None:
-        where = f"interrupted after iteration {interrupt.step}; checkpoint saved to {checkpoint}"
-    else:
-        where = "interrupted; the last checkpoint (if any) is kept"
-    words = ["reinflow", args.config, "--out", str(out)]
-    for override in args.overrides:
-        words += ["--set", override]
-    print(f"flowkit reinflow: {where}; resume with: flowkit {shlex.join([*words, '--resume'])}",
-          file=sys.stderr, flush=True)  # fmt: skip
-    return code
