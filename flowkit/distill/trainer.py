@@ -50,7 +50,7 @@ from flowkit.distributed import DistInfo, barrier, init_distributed
 from flowkit.files import atomic_path
 from flowkit.training.batches import make_batches
 from flowkit.training.builders import build_data
-from flowkit.training.checkpoint import CheckpointManager, decode_rng, encode_rng
+from flowkit.training.checkpoint import CheckpointManager
 from flowkit.training.config import ConfigError
 from flowkit.training.ema import EMA
 from flowkit.training.index_stream import IndexStream
@@ -62,6 +62,11 @@ from flowkit.training.interrupts import (
     control_group,
 )
 from flowkit.training.metrics_log import MetricsLog
+from flowkit.training.rank_state import (
+    capture_rank_state,
+    gather_rank_states,
+    restore_rank_state,
+)
 from flowkit.training.run_dir import prepare_run_dir
 from flowkit.training.trainer import NonFiniteLossError, warmup_lr
 
@@ -171,23 +176,11 @@ class DistillTrainer:
         return found
 
     # -- state ---------------------------------------------------------------------------
-    def _rank_state(self) -> dict:
-        state = {
-            "noise": encode_rng(self.noise.get_state()),
-            "torch": encode_rng(torch.get_rng_state()),
-            "batches": self.batches.state(),
-            "log": {"sums": {k: float(v) for k, v in self._sums.items()}, "since": self._logged},
-        }
-        if self.dist.device.type == "cuda":
-            state["cuda"] = encode_rng(torch.cuda.get_rng_state(self.dist.device))
-        return state
-
     def save_checkpoint(self) -> Path:
         """Every rank calls it at the same step; rank 0 writes. Returns the folder."""
-        ranks = [self._rank_state()]
-        if self.dist.enabled:
-            ranks = [None] * self.dist.world_size
-            torch.distributed.all_gather_object(ranks, self._rank_state())
+        window = {"sums": {k: float(v) for k, v in self._sums.items()}, "since": self._logged}
+        state = capture_rank_state(self.noise, self.batches, self.dist, window)
+        ranks = gather_rank_states(state, self.dist)
         if self.dist.is_main:
             self.checkpoints.save_named(self.step, self.modules(), self.optimizers,
                                         {"ranks": ranks})  # fmt: skip
@@ -200,18 +193,9 @@ class DistillTrainer:
         if latest is None:
             return  # nothing saved yet: --resume starts from scratch
         ckpt = self.checkpoints.load_named(latest, self.modules(), self.optimizers)
-        ranks = ckpt.state["ranks"]
-        if len(ranks) != self.dist.world_size:
-            raise ConfigError(
-                f"checkpoint {str(latest)!r} was written by {len(ranks)} processes; resume it "
-                f"with the same number (now {self.dist.world_size})"
-            )
-        mine = ranks[self.dist.rank]
-        self.noise.set_state(decode_rng(mine["noise"]).to(self.noise.get_state().device))
-        torch.set_rng_state(decode_rng(mine["torch"]))
-        self.batches.load_state(mine["batches"])
-        if "cuda" in mine and self.dist.device.type == "cuda":
-            torch.cuda.set_rng_state(decode_rng(mine["cuda"]), self.dist.device)
+        mine = restore_rank_state(
+            ckpt.state["ranks"], self.dist, self.noise, self.batches, latest
+        )
         device = self.dist.device
         self._sums = {k: torch.tensor(v, device=device) for k, v in mine["log"]["sums"].items()}
         self.step, self._logged = ckpt.step, int(mine["log"]["since"])

@@ -40,7 +40,7 @@ from flowkit.training.builders import (
     build_objective,
     count_parameters,
 )
-from flowkit.training.checkpoint import CheckpointManager, decode_rng, encode_rng
+from flowkit.training.checkpoint import CheckpointManager
 from flowkit.training.config import ConfigError, RunConfig
 from flowkit.training.ema import EMA
 from flowkit.training.index_stream import IndexStream
@@ -53,6 +53,11 @@ from flowkit.training.interrupts import (
 )
 from flowkit.training.metrics_log import MetricsLog
 from flowkit.training.pipeline_of import pipeline_of
+from flowkit.training.rank_state import (
+    capture_rank_state,
+    gather_rank_states,
+    restore_rank_state,
+)
 from flowkit.training.run_dir import prepare_run_dir
 from flowkit.training.snapshots import write_snapshot
 
@@ -152,18 +157,9 @@ class Trainer:
         if latest is None:
             return  # nothing saved yet: --resume starts from scratch
         ckpt = self.checkpoints.load(latest, self.model, self.ema.ema_model, self.optimizer)
-        ranks = ckpt.state["ranks"]
-        if len(ranks) != self.dist.world_size:
-            raise ConfigError(
-                f"checkpoint {str(latest)!r} was written by {len(ranks)} processes; resume it "
-                f"with the same number (now {self.dist.world_size})"
-            )
-        mine = ranks[self.dist.rank]
-        self.noise.set_state(decode_rng(mine["noise"]).to(self.noise.get_state().device))
-        torch.set_rng_state(decode_rng(mine["torch"]))
-        self.batches.load_state(mine["batches"])
-        if "cuda" in mine and self.dist.device.type == "cuda":
-            torch.cuda.set_rng_state(decode_rng(mine["cuda"]), self.dist.device)
+        mine = restore_rank_state(
+            ckpt.state["ranks"], self.dist, self.noise, self.batches, latest
+        )
         self.step = ckpt.step
         window = mine.get("log", {"loss_sum": 0.0, "since": self.step})  # older checkpoints
         self._loss_sum.fill_(window["loss_sum"])
@@ -181,25 +177,12 @@ class Trainer:
         return torch.compile(model) if cfg.compile else model
 
     # -- the loop ------------------------------------------------------------------------
-    def _rank_state(self) -> dict:
-        state = {
-            "noise": encode_rng(self.noise.get_state()),
-            "torch": encode_rng(torch.get_rng_state()),
-            "batches": self.batches.state(),
-            "log": {"loss_sum": float(self._loss_sum), "since": self._logged},
-        }
-        if self.dist.device.type == "cuda":
-            state["cuda"] = encode_rng(torch.cuda.get_rng_state(self.dist.device))
-        return state
-
     def save_checkpoint(self) -> Path:
         """Gather every rank's random state and data position; rank 0 writes. Every rank
         must call it at the same step; returns the checkpoint's folder."""
-        state = self._rank_state()
-        ranks = [state]
-        if self.dist.enabled:
-            ranks = [None] * self.dist.world_size
-            torch.distributed.all_gather_object(ranks, state)
+        window = {"loss_sum": float(self._loss_sum), "since": self._logged}
+        state = capture_rank_state(self.noise, self.batches, self.dist, window)
+        ranks = gather_rank_states(state, self.dist)
         if self.dist.is_main:
             self.checkpoints.save(
                 self.step, self.model, self.ema.ema_model, self.optimizer, {"ranks": ranks}
