@@ -26,13 +26,11 @@ of it). Resume equals an uninterrupted run, weight for weight.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from flowkit.files import atomic_path
 from flowkit.rl.generator import (
@@ -43,14 +41,10 @@ from flowkit.rl.generator import (
     step_kl,
 )
 from flowkit.rl.generator_config import GENERATOR_FROZEN_ON_RESUME, GeneratorRewardConfig
+from flowkit.rl.loop import IterationLoop
 from flowkit.rl.policy import bounded_sigma, chain_log_prob, check_noise_bounds
 from flowkit.rl.ppo import clipped_surrogate
-from flowkit.rl.trainer import torch_threads
-from flowkit.training.checkpoint import CheckpointManager, decode_rng, encode_rng
 from flowkit.training.config import ConfigError
-from flowkit.training.interrupts import CheckpointTimer, StopSignals, TrainingInterrupted
-from flowkit.training.metrics_log import MetricsLog
-from flowkit.training.run_dir import prepare_run_dir
 from flowkit.training.trainer import NonFiniteLossError
 
 __all__ = ["GeneratorRewardTrainer", "build_reward"]
@@ -89,8 +83,11 @@ def _check(config: GeneratorRewardConfig) -> None:
                           f"ppo.noise_lr={ppo.noise_lr} must be >= 0")  # fmt: skip
 
 
-class GeneratorRewardTrainer:
+class GeneratorRewardTrainer(IterationLoop):
     """Fine-tunes a flow generator against a reward into ``run_dir`` (module docstring).
+
+    The loop, checkpoints and resume are :class:`flowkit.rl.loop.IterationLoop`'s; this
+    class supplies the generator, the reward, the PPO iteration and evaluation.
 
     Args:
         config: the run's config.
@@ -99,6 +96,9 @@ class GeneratorRewardTrainer:
         progress: show a progress bar.
         reward: a reward callable overriding ``config.reward`` (tests, custom rewards).
     """
+
+    counter = "samples"
+    samples: int
 
     def __init__(
         self,
@@ -109,13 +109,10 @@ class GeneratorRewardTrainer:
         reward: Reward | None = None,
     ) -> None:
         _check(config)
-        self.config, self.run_dir, self.progress = config, Path(run_dir), progress
         cfg = config
         loaded = load_velocity_model(cfg.generator.model)  # before the run directory is made
         self.loaded = loaded
-        self.checkpoints = CheckpointManager(self.run_dir, cfg.train.keep_checkpoints)
-        prepare_run_dir(self.run_dir, cfg, resume, self.checkpoints, GENERATOR_FROZEN_ON_RESUME)
-        torch.manual_seed(cfg.train.seed)
+        self._open_run(config, run_dir, resume, progress, GENERATOR_FROZEN_ON_RESUME)
         g = cfg.generator
         self.generator = NoisyFlowGenerator(loaded.field.requires_grad_(True), loaded.sample_shape,
                                             g.steps, g.sigma_min, g.sigma_max)  # fmt: skip
@@ -125,17 +122,7 @@ class GeneratorRewardTrainer:
             {"params": list(self.generator.field.parameters()), "lr": cfg.ppo.lr},
             {"params": [self.generator.noise], "lr": cfg.ppo.noise_lr},
         ])  # fmt: skip
-        self.noise = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + 1)
-        self.shuffle = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + 2)
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
-        self.timer = CheckpointTimer(cfg.train.checkpoint_minutes)
-        self.iteration, self.samples, self.wall_s = 0, 0, 0.0
-        latest = self.checkpoints.latest() if resume else None
-        if latest is not None:
-            self._restore(latest)
-        else:
-            with torch_threads(cfg.train.threads):
-                self._start()
+        self._open_loop(resume)
 
     # -- state -----------------------------------------------------------------------------
     def _named(self) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
@@ -143,30 +130,8 @@ class GeneratorRewardTrainer:
             "optimizer": self.optimizer
         }
 
-    def save_checkpoint(self) -> Path:
-        """Checkpoint the state at the current iteration boundary."""
-        modules, optimizers = self._named()
-        state = {"samples": self.samples, "wall_s": self.wall_s,
-                 "noise": encode_rng(self.noise.get_state()),
-                 "shuffle": encode_rng(self.shuffle.get_state())}  # fmt: skip
-        path = self.checkpoints.save_named(self.iteration, modules, optimizers, state)
-        self.timer.reset()
-        return path
-
-    def _restore(self, latest: Path) -> None:
-        modules, optimizers = self._named()
-        ckpt = self.checkpoints.load_named(latest, modules, optimizers)
-        self.iteration, self.samples = ckpt.step, int(ckpt.state["samples"])
-        self.wall_s = float(ckpt.state["wall_s"])
-        self.noise.set_state(decode_rng(ckpt.state["noise"]))
-        self.shuffle.set_state(decode_rng(ckpt.state["shuffle"]))
-        self.metrics.truncate_after(self.iteration)
-
-    def _start(self) -> None:
-        self.metrics.truncate_after(-1)
-        record: dict[str, Any] = {"step": 0, "samples": 0, **self.evaluate(), "wall_s": 0.0}
-        self.metrics.write(record)
-        self.save_checkpoint()
+    def _start(self) -> dict[str, Any]:
+        return {"step": 0, "samples": 0, **self.evaluate(), "wall_s": 0.0}
 
     # -- evaluation ------------------------------------------------------------------------
     @torch.no_grad()
@@ -183,6 +148,9 @@ class GeneratorRewardTrainer:
             x = self.generator.deterministic(x0).clamp(-1, 1)
             total += float(self.reward(x).sum())
         return {"eval_reward": total / num}
+
+    def _evaluate(self) -> dict[str, Any]:
+        return self.evaluate()
 
     # -- the loop --------------------------------------------------------------------------
     def _iterate(self) -> dict[str, Any]:
@@ -239,44 +207,15 @@ class GeneratorRewardTrainer:
                       sigma_max_step=float(sigma.max()))  # fmt: skip
         return record
 
-    def fit(self) -> Path:
-        """Run to ``ppo.iterations``; save ``RUN/pipeline/`` and return its path.
+    def _description(self) -> str:
+        return f"reinflow generator K={self.config.generator.steps}"
 
-        Raises:
-            TrainingInterrupted: SIGINT / SIGTERM; the iteration in progress finished and
-                was checkpointed.
-        """
-        cfg = self.config
-        total = cfg.ppo.iterations
-        bar = tqdm(total=total, initial=min(self.iteration, total), unit="it",
-                   dynamic_ncols=True, disable=not self.progress,
-                   desc=f"reinflow generator K={cfg.generator.steps}")  # fmt: skip
-        self.timer.reset()
-        saved = None
-        with StopSignals() as stop, torch_threads(cfg.train.threads):
-            try:
-                while self.iteration < total:
-                    tic = time.perf_counter()
-                    record = self._iterate()
-                    self.iteration += 1
-                    every = cfg.ppo.eval_every
-                    if (every and self.iteration % every == 0) or self.iteration == total:
-                        record.update(self.evaluate())
-                    self.wall_s += time.perf_counter() - tic
-                    record["wall_s"] = self.wall_s
-                    self.metrics.write(record)
-                    bar.update(1)
-                    bar.set_postfix(reward=f"{record['reward_mean']:.3f}",
-                                    kl=f"{record.get('kl', 0.0):.2f}")  # fmt: skip
-                    due = self.iteration % cfg.train.checkpoint_every == 0
-                    if due or self.iteration == total or self.timer.due() or stop.signum:
-                        saved = self.save_checkpoint()
-                    if stop.signum:
-                        raise TrainingInterrupted(stop.signum, self.iteration, saved)
-            finally:
-                bar.close()
-            stop.immediate = True
-            return self.save_pipeline()
+    def _postfix(self, record: dict[str, Any]) -> dict[str, str] | None:
+        return {"reward": f"{record['reward_mean']:.3f}", "kl": f"{record.get('kl', 0.0):.2f}"}
+
+    def _final_save(self) -> Path:
+        """Save ``RUN/pipeline/`` (:meth:`save_pipeline`)."""
+        return self.save_pipeline()
 
     def save_pipeline(self) -> Path:
         """The fine-tuned field as ``RUN/pipeline/`` (a :class:`RectifiedFlowPipeline` with an

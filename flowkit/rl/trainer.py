@@ -22,14 +22,11 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from flowkit.rl.advantages import gae
 from flowkit.rl.config import FROZEN_ON_RESUME, ReinFlowConfig
@@ -40,6 +37,7 @@ from flowkit.rl.demonstrations import (
     policy_demonstrations,
 )
 from flowkit.rl.envs import check_spaces, iteration_seeds, make_envs
+from flowkit.rl.loop import IterationLoop, torch_threads
 from flowkit.rl.networks import ValueNet
 from flowkit.rl.normalizer import RunningNorm
 from flowkit.rl.policy import ActionBounds, NoisyFlowPolicy, check_noise_bounds
@@ -47,14 +45,11 @@ from flowkit.rl.ppo import PPOBatch, PPOSettings, ppo_update
 from flowkit.rl.pretrain import behaviour_clone
 from flowkit.rl.rollout import collect_rollout, evaluate
 from flowkit.rl.saved import build_policy, load_policy, save_policy
-from flowkit.training.checkpoint import CheckpointManager, decode_rng, encode_rng
+from flowkit.training.checkpoint import decode_rng, encode_rng
 from flowkit.training.config import ConfigError
-from flowkit.training.interrupts import CheckpointTimer, StopSignals, TrainingInterrupted
-from flowkit.training.metrics_log import MetricsLog
-from flowkit.training.run_dir import prepare_run_dir
 from flowkit.training.trainer import NonFiniteLossError
 
-__all__ = ["ReinFlowTrainer", "noise_bound"]
+__all__ = ["ReinFlowTrainer", "noise_bound", "torch_threads"]
 
 
 def noise_bound(start: float, end: float | None, iteration: int, iterations: int) -> float:
@@ -62,18 +57,6 @@ def noise_bound(start: float, end: float | None, iteration: int, iterations: int
     if end is None or iterations <= 1:
         return start
     return start + (end - start) * min(1.0, iteration / (iterations - 1))
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run with ``count`` torch threads (0: unchanged), then restore the previous count."""
-    before = torch.get_num_threads()
-    if count > 0:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _check(config: ReinFlowConfig) -> None:
@@ -108,8 +91,15 @@ def _check(config: ReinFlowConfig) -> None:
         )
 
 
-class ReinFlowTrainer:
-    """Fine-tunes a flow policy with ReinFlow into ``run_dir`` (module docstring)."""
+class ReinFlowTrainer(IterationLoop):
+    """Fine-tunes a flow policy with ReinFlow into ``run_dir`` (module docstring).
+
+    The loop, checkpoints and resume are :class:`flowkit.rl.loop.IterationLoop`'s; this
+    class supplies the environments, networks, pretraining, rollout + PPO and evaluation.
+    """
+
+    counter = "env_steps"
+    env_steps: int
 
     def __init__(
         self,
@@ -119,11 +109,8 @@ class ReinFlowTrainer:
         progress: bool = True,
     ) -> None:
         _check(config)
-        self.config, self.run_dir, self.progress = config, Path(run_dir), progress
+        self._open_run(config, run_dir, resume, progress, FROZEN_ON_RESUME)
         cfg = config
-        self.checkpoints = CheckpointManager(self.run_dir, cfg.train.keep_checkpoints)
-        prepare_run_dir(self.run_dir, cfg, resume, self.checkpoints, FROZEN_ON_RESUME)
-        torch.manual_seed(cfg.train.seed)
         env = cfg.env
         self.envs = make_envs(env.id, env.num_envs, env.max_episode_steps, env.kwargs)
         obs_dim, action_dim = check_spaces(self.envs)
@@ -147,17 +134,7 @@ class ReinFlowTrainer:
         self.reference = copy.deepcopy(self.policy).requires_grad_(False)
         self.actor_optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.ppo.actor_lr)
         self.critic_optimizer = torch.optim.Adam(self.value.parameters(), lr=cfg.ppo.critic_lr)
-        self.noise = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + 1)
-        self.shuffle = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + 2)
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
-        self.timer = CheckpointTimer(cfg.train.checkpoint_minutes)
-        self.iteration, self.env_steps, self.wall_s = 0, 0, 0.0
-        latest = self.checkpoints.latest() if resume else None
-        if latest is not None:
-            self._restore(latest)
-        else:
-            with torch_threads(cfg.train.threads):
-                self._start()
+        self._open_loop(resume)
 
     # -- state -----------------------------------------------------------------------------
     def _named(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -166,35 +143,16 @@ class ReinFlowTrainer:
         return modules, {"actor_optimizer": self.actor_optimizer,
                          "critic_optimizer": self.critic_optimizer}  # fmt: skip
 
-    def save_checkpoint(self) -> Path:
-        """Checkpoint the state at the current iteration boundary."""
-        modules, optimizers = self._named()
-        state = {
-            "env_steps": self.env_steps,
-            "wall_s": self.wall_s,
-            "noise": encode_rng(self.noise.get_state()),
-            "shuffle": encode_rng(self.shuffle.get_state()),
-            "torch": encode_rng(torch.get_rng_state()),
-        }
-        path = self.checkpoints.save_named(self.iteration, modules, optimizers, state)
-        self.timer.reset()
-        return path
+    def _extra_state(self) -> dict[str, Any]:
+        return {"torch": encode_rng(torch.get_rng_state())}
 
-    def _restore(self, latest: Path) -> None:
-        modules, optimizers = self._named()
-        ckpt = self.checkpoints.load_named(latest, modules, optimizers)
-        self.iteration, self.env_steps = ckpt.step, int(ckpt.state["env_steps"])
-        self.wall_s = float(ckpt.state["wall_s"])
-        self.noise.set_state(decode_rng(ckpt.state["noise"]))
-        self.shuffle.set_state(decode_rng(ckpt.state["shuffle"]))
-        torch.set_rng_state(decode_rng(ckpt.state["torch"]))
-        self.metrics.truncate_after(self.iteration)
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(decode_rng(state["torch"]))
         self.normalizer.frozen = not self.config.policy.update_obs_norm
 
-    def _start(self) -> None:
-        """Pretrain (or load ``policy.init_from``), evaluate it as record 0, checkpoint."""
+    def _start(self) -> dict[str, Any]:
+        """Pretrain (or load ``policy.init_from``) and evaluate it: record 0."""
         cfg = self.config
-        self.metrics.truncate_after(-1)
         tic = time.perf_counter()
         record: dict[str, Any] = {"step": 0, "env_steps": 0}
         if cfg.policy.init_from:
@@ -221,8 +179,7 @@ class ReinFlowTrainer:
         record["pretrain_s"] = self.wall_s
         record.update(self._evaluate())
         record["wall_s"] = self.wall_s
-        self.metrics.write(record)
-        self.save_checkpoint()
+        return record
 
     def _pretrain(self) -> dict[str, Any]:
         pre, seed = self.config.pretrain, self.config.train.seed
@@ -297,45 +254,17 @@ class ReinFlowTrainer:
         record.update(stats)
         return record
 
-    def fit(self) -> Path:
-        """Run to ``ppo.iterations``; save ``RUN/policy/`` and return its path.
+    def _description(self) -> str:
+        return f"reinflow {self.config.env.id} K={self.config.policy.steps}"
 
-        Raises:
-            TrainingInterrupted: SIGINT / SIGTERM; the iteration in progress finished and
-                was checkpointed.
-        """
-        cfg = self.config
-        total = cfg.ppo.iterations
-        bar = tqdm(total=total, initial=min(self.iteration, total), unit="it",
-                   dynamic_ncols=True, disable=not self.progress,
-                   desc=f"reinflow {cfg.env.id} K={cfg.policy.steps}")  # fmt: skip
-        self.timer.reset()
-        with StopSignals() as stop, torch_threads(cfg.train.threads):
-            try:
-                while self.iteration < total:
-                    tic = time.perf_counter()
-                    record = self._iterate()
-                    self.iteration += 1
-                    every = cfg.ppo.eval_every
-                    if (every and self.iteration % every == 0) or self.iteration == total:
-                        record.update(self._evaluate())
-                    self.wall_s += time.perf_counter() - tic
-                    record["wall_s"] = self.wall_s
-                    self.metrics.write(record)
-                    shown = record.get("eval_return", record["train_return"])
-                    bar.update(1)
-                    if shown is not None:
-                        bar.set_postfix(ret=f"{shown:.1f}")
-                    due = self.iteration % cfg.train.checkpoint_every == 0
-                    if due or self.iteration == total or self.timer.due() or stop.signum:
-                        saved = self.save_checkpoint()
-                    if stop.signum:
-                        raise TrainingInterrupted(stop.signum, self.iteration, saved)
-            finally:
-                bar.close()
-            stop.immediate = True
-            return save_policy(self.run_dir / "policy", self.policy, self.normalizer,
-                               self.bounds, cfg.env.id)  # fmt: skip
+    def _postfix(self, record: dict[str, Any]) -> dict[str, str] | None:
+        shown = record.get("eval_return", record["train_return"])
+        return None if shown is None else {"ret": f"{shown:.1f}"}
+
+    def _final_save(self) -> Path:
+        """Save ``RUN/policy/`` (:func:`flowkit.rl.saved.save_policy`)."""
+        return save_policy(self.run_dir / "policy", self.policy, self.normalizer,
+                           self.bounds, self.config.env.id)  # fmt: skip
 
     def close(self) -> None:
         """Close the environments."""
