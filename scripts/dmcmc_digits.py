@@ -66,13 +66,23 @@ def main() -> None:
     parser.add_argument("--ref", default="refs/digits.npz", help="digits statistics (cached)")
     parser.add_argument("--out", default="benchmarks/results/dmcmc_digits.md")
     parser.add_argument("--figure", default="docs/dmcmc_digits.png")
+    parser.add_argument("--only", choices=["rf", "vp"],
+                        help="score one model (run two processes side by side, then --rows)")
+    parser.add_argument("--rows", nargs="+", metavar="JSON",
+                        help="skip scoring: build the table and figure from saved rows")
     args = parser.parse_args()
 
     Path(args.ref).parent.mkdir(parents=True, exist_ok=True)
     judge = fid_judge("digits", args.ref, args.num, progress=False)
     models = {"1-RF (velocity)": args.rf, "VP (epsilon)": args.vp}
     rows: list[dict] = []
-    for model_name, run in models.items():
+    if args.rows:
+        rows = [row for name in args.rows for row in json.loads(Path(name).read_text())]
+    scored = {} if args.rows else models
+    if args.only:
+        scored = {name: run for name, run in models.items() if name.startswith(
+            {"rf": "1-RF", "vp": "VP"}[args.only])}  # fmt: skip
+    for model_name, run in scored.items():
         for nfe in args.nfe:
             for name, (method, options) in samplers(nfe, args.estimator, args.chains).items():
                 tic = time.perf_counter()
@@ -87,6 +97,8 @@ def main() -> None:
                              "seconds": round(time.perf_counter() - tic, 1)})  # fmt: skip
                 print(json.dumps(rows[-1]), flush=True)
     write_text(Path(args.out).with_suffix(".json"), json.dumps(rows, indent=1))
+    if args.only:
+        return
     write_text(args.out, table(rows, args))
     figure(rows, models, args)
     print(Path(args.out).read_text())
@@ -102,12 +114,17 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         f"FID with the digits features, {args.num} samples against the 1797 digits. NFE is "
         "counted at the network; for DMCMC it is chain steps + integrator calls per output "
         f"(skip = max(1, nfe // 5); {args.chains} persistent chains, so outputs are "
-        "correlated; burn-in of 20 chain steps once, classifier calls not counted).",
+        "correlated; burn-in of 20 chain steps once, classifier calls not counted). Seconds: "
+        "wall time on a shared 2-core CPU, one torch thread.",
         "",
         "| model | sampler | budget | NFE used | FID | seconds |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    for row in rows:
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    samplers = list(dict.fromkeys(row["sampler"] for row in rows))
+    order = sorted(rows, key=lambda row: (models.index(row["model"]), row["budget"],
+                                          samplers.index(row["sampler"])))  # fmt: skip
+    for row in order:
         lines.append(f"| {row['model']} | {row['sampler']} | {row['budget']} | {row['nfe']} | "
                      f"{row['fid']:.3f} | {row['seconds']} |")  # fmt: skip
     return "\n".join(lines) + "\n"
