@@ -2,7 +2,7 @@
 PPO fine-tuning, for K = 1, 2, 4 Euler steps and several seeds.
 
     nice python scripts/reinflow_report.py                 # about 15-20 CPU minutes
-    nice python scripts/reinflow_report.py --iterations 5 --seeds 1 --out runs/reinflow_smoke  # a smoke run
+    nice python scripts/reinflow_report.py --iterations 5 --seeds 1 --out runs/rf_smoke  # smoke run
 
 Each (K, seed) is one ``flowkit reinflow`` run of ``configs/reinflow_pendulum.yaml``
 (``--set policy.steps=K --set train.seed=S``) under ``--out``; a run that finished is read
