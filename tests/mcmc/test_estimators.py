@@ -109,3 +109,12 @@ def test_nearest_level_equals_brute_force(descending: bool) -> None:
     brute = (s.log()[:, None] - levels.log()[None, :]).abs().argmin(dim=1)
     assert torch.equal(nearest_level(levels, s), brute)
     assert not torch.equal(nearest_level(levels.flip(0), s), brute)  # the grid's order counts
+
+
+def test_a_level_grid_that_is_not_strictly_decreasing_is_refused() -> None:
+    field = gaussian(rectified(), [0.0, 0.0], 1.0)
+    levels = level_grid(50, 0.05, 20.0)
+    LangevinGibbs(field, (2,), levels=levels, num_chains=2)  # the grid as made: accepted
+    for bad in (levels.flip(0), torch.cat([levels[:10], levels[9:]])):
+        with pytest.raises(ValueError, match="strictly decreasing"):
+            LangevinGibbs(field, (2,), levels=bad, num_chains=2)
